@@ -1,0 +1,80 @@
+"""What every connector yields, and the protocol the sync loop drives.
+
+A connector streams `Document`, `Deleted`, `Skipped` and `Checkpoint` items in order. The sync
+loop stores a `Checkpoint` only after every item before it was written to the index, so a
+crash resumes from the last safe point and loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+class ConnectorError(Exception):
+    """A source could not be read (unreachable, bad credentials). The index stays as it was."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """One readable unit of a source, with the principals allowed to read it.
+
+    An empty `acl` means nobody may read it: permission problems fail closed.
+    """
+
+    id: str
+    source: str
+    title: str
+    url: str
+    text: str
+    updated_at: datetime
+    version: str
+    acl: frozenset[str]
+    breadcrumbs: tuple[str, ...] = ()
+    labels: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.updated_at.tzinfo is None:
+            raise ValueError(f"{self.id}: updated_at must be timezone-aware")
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """The source no longer has this document (deleted, trashed, or no longer shared)."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An item the source has but that could not be read; reported in `ragbot status`."""
+
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An opaque resume point; meaningful only to the connector that produced it."""
+
+    source: str
+    value: str
+
+
+PollItem = Document | Deleted | Skipped | Checkpoint
+
+
+class Connector(Protocol):
+    """A source of documents. Valid once constructed: no second set-up step."""
+
+    name: str
+
+    def poll(self, checkpoint: Checkpoint | None) -> Iterator[PollItem]:
+        """Changes since `checkpoint` (everything when None), ending with a new checkpoint."""
+        ...
+
+    def list_ids(self) -> Iterator[str]:
+        """Every document id the source has now; cheap, used to prune deletions."""
+        ...

@@ -1,0 +1,157 @@
+"""File formats -> Markdown with headings kept, so chunking can follow the document's structure."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from bs4 import BeautifulSoup
+from markdownify import markdownify
+
+
+class UnreadableDocument(Exception):
+    """The bytes could not be turned into text (corrupt, encrypted, unsupported, empty)."""
+
+
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
+TEXT_SUFFIXES = frozenset({".txt", ".text", ".rst", ".csv", ".log"})
+HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+SUPPORTED_SUFFIXES = (
+    MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | frozenset({".pdf", ".docx"})
+)
+
+
+def to_markdown(data: bytes, suffix: str) -> str:
+    """Convert file content to Markdown according to its (lower-case, dotted) suffix."""
+    suffix = suffix.lower()
+    if suffix in MARKDOWN_SUFFIXES or suffix in TEXT_SUFFIXES:
+        text = _decode(data)
+    elif suffix in HTML_SUFFIXES:
+        text = html_to_markdown(_decode(data))
+    elif suffix == ".pdf":
+        text = pdf_to_markdown(data)
+    elif suffix == ".docx":
+        text = docx_to_markdown(data)
+    else:
+        raise UnreadableDocument(f"unsupported file type {suffix or '(none)'}")
+    text = _tidy(text)
+    if not text.strip():
+        raise UnreadableDocument("no text found")
+    return text
+
+
+def _decode(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "cp949"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise UnreadableDocument("text is neither UTF-8 nor CP949")
+
+
+def _tidy(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def html_to_markdown(html: str) -> str:
+    """HTML -> Markdown (ATX headings, fenced code); scripts, styles and navigation dropped."""
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "nav", "noscript", "template"]):
+        tag.decompose()
+    body = soup.body or soup
+    return str(markdownify(str(body), heading_style="ATX", code_language="", bullets="-"))
+
+
+def html_title(html: str) -> str | None:
+    """The <title> of an HTML page, if it has one."""
+    soup = BeautifulSoup(html, "html.parser")
+    if soup.title and soup.title.string:
+        return soup.title.string.strip() or None
+    return None
+
+
+def pdf_to_markdown(data: bytes) -> str:
+    """PDF -> text, one paragraph block per page (PDFs carry no reliable heading structure)."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise UnreadableDocument("PDF is encrypted")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise UnreadableDocument(f"PDF could not be read: {exc}") from exc
+    return "\n\n".join(page.strip() for page in pages if page.strip())
+
+
+def docx_to_markdown(data: bytes) -> str:
+    """DOCX -> Markdown: Heading styles become #-headings, tables become pipe tables."""
+    import zipfile
+
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise UnreadableDocument(f"DOCX could not be read: {exc}") from exc
+
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    lines: list[str] = []
+    for block in document.iter_inner_content():
+        if isinstance(block, Paragraph):
+            lines.append(_docx_paragraph(block))
+        elif isinstance(block, Table):
+            lines.append(_docx_table(block))
+    return "\n\n".join(line for line in lines if line.strip())
+
+
+def _docx_paragraph(paragraph: object) -> str:
+    from docx.text.paragraph import Paragraph
+
+    assert isinstance(paragraph, Paragraph)
+    text = paragraph.text.strip()
+    style = (paragraph.style.name if paragraph.style is not None else "") or ""
+    if style == "Title":
+        return f"# {text}"
+    match = re.match(r"Heading (\d)", style)
+    if match and text:
+        return "#" * min(int(match.group(1)), 6) + " " + text
+    if style.startswith("List") and text:
+        return f"- {text}"
+    return text
+
+
+def _docx_table(table: object) -> str:
+    from docx.table import Table
+
+    assert isinstance(table, Table)
+    rows = [
+        [cell.text.strip().replace("\n", " ").replace("|", "\\|") for cell in row.cells]
+        for row in table.rows
+    ]
+    if not rows:
+        return ""
+    width = max(len(row) for row in rows)
+    rows = [row + [""] * (width - len(row)) for row in rows]
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * width]
+    out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return "\n".join(out)
+
+
+def first_heading(markdown: str) -> str | None:
+    """The text of the first Markdown heading outside code fences, if any."""
+    in_fence = False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+            continue
+        if not in_fence:
+            match = re.match(r"#{1,6}\s+(.+?)\s*#*\s*$", line)
+            if match:
+                return match.group(1).strip()
+    return None

@@ -1,0 +1,1 @@
+"""Celery tasks and the RAG pipeline: chunk, embed, index, retrieve, prompt, answer."""

@@ -1,0 +1,212 @@
+"""The use case: a question and a reader -> an Answer with checked citations, or an abstention.
+
+With a chat model configured the model writes the answer from numbered sources; without one the
+answer is extractive: the passages' most relevant sentences, quoted and cited. Either way every
+`[n]` must name a source that was given; invalid ones are removed, the rest renumbered in order
+of first use, and an answer left with no valid citation abstains instead of guessing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from workers.index import Hit
+from workers.llm import ChatModel
+from workers.prompt import Turn, build_prompt
+from workers.retrieve import Retrieval, Retriever, hangul_share
+from workers.sparse import terms
+from workers.tokens import TokenCounter
+
+log = logging.getLogger(__name__)
+
+# A question is answerable only if some passage is close in meaning or shares most of its terms.
+# Calibrated on shared/eval questions against their own and a foreign corpus (benchmarks/).
+MIN_DENSE_SIMILARITY = 0.82
+MIN_TERM_COVERAGE = 0.6
+MAX_SOURCES = 8
+EXTRACT_FROM_HITS = 3
+EXTRACT_BLOCKS = 2
+MAX_QUOTE_CHARS = 600
+
+ABSTAIN_EN = (
+    "I couldn't find this in the documents I can see. Try rephrasing, or ask the team that "
+    "owns the topic."
+)
+ABSTAIN_KO = (
+    "제가 볼 수 있는 문서에서는 이 내용을 찾지 못했습니다. 질문을 바꿔 보시거나 담당 팀에 "
+    "문의해 주세요."
+)
+
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    n: int
+    title: str
+    url: str
+    source: str
+    updated_at: datetime
+    document_id: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    abstained: bool
+    sources: list[SourceRef] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "answer": self.text,
+            "abstained": self.abstained,
+            "sources": [
+                {
+                    "n": s.n,
+                    "title": s.title,
+                    "url": s.url,
+                    "source": s.source,
+                    "updated_at": s.updated_at.isoformat().replace("+00:00", "Z"),
+                }
+                for s in self.sources
+            ],
+        }
+
+
+def abstention(question: str) -> Answer:
+    korean = hangul_share(question) >= 0.3
+    return Answer(text=ABSTAIN_KO if korean else ABSTAIN_EN, abstained=True)
+
+
+def relevant_hits(question: str, retrieval: Retrieval) -> list[Hit]:
+    """Hits worth showing: close in meaning, or covering most of the question's terms."""
+    question_terms = set(terms(question))
+    kept: list[Hit] = []
+    for hit in retrieval.hits:
+        similarity = retrieval.dense_scores.get(hit.chunk_id)
+        coverage = (
+            len(question_terms & set(terms(f"{hit.breadcrumb}\n{hit.text}"))) / len(question_terms)
+            if question_terms
+            else 0.0
+        )
+        close = similarity is not None and similarity >= MIN_DENSE_SIMILARITY
+        if close or coverage >= MIN_TERM_COVERAGE:
+            kept.append(hit)
+    return kept
+
+
+def check_citations(text: str, sources: Sequence[Hit]) -> tuple[str, list[SourceRef]]:
+    """Drop citations of unknown sources; renumber the rest 1..m in order of first use."""
+    renumber: dict[int, int] = {}
+
+    def replace(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        if not 1 <= n <= len(sources):
+            return ""
+        renumber.setdefault(n, len(renumber) + 1)
+        return f"[{renumber[n]}]"
+
+    cleaned = _CITATION.sub(replace, text)
+    cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned).strip()
+    refs = [
+        _ref(new, sources[old - 1]) for old, new in sorted(renumber.items(), key=lambda x: x[1])
+    ]
+    return cleaned, refs
+
+
+def _ref(n: int, hit: Hit) -> SourceRef:
+    return SourceRef(
+        n=n,
+        title=hit.title,
+        url=hit.url,
+        source=hit.source,
+        updated_at=hit.updated_at,
+        document_id=hit.document_id,
+    )
+
+
+def extractive_text(question: str, hits: Sequence[Hit]) -> str:
+    """The passages' blocks (paragraphs, tables, lists) that best match the question, cited.
+
+    Whole blocks rather than sentences: a table quoted as a table, or a paragraph with its
+    context, answers more questions than the best-matching sentence torn from its neighbours.
+    """
+    question_terms = set(terms(question))
+    candidates: list[tuple[float, int, int, str]] = []
+    for number, hit in enumerate(hits[:EXTRACT_FROM_HITS], start=1):
+        heading_terms = set(terms(hit.breadcrumb))
+        for position, block in enumerate(_blocks(hit.text)):
+            block_terms = set(terms(block))
+            overlap = len(question_terms & (block_terms | heading_terms))
+            if overlap == 0:
+                continue
+            score = overlap / (1 + 0.005 * len(terms(block))) + 0.5 / number
+            candidates.append((score, number, position, block))
+    if not candidates:
+        candidates = [(0.0, 1, 0, b) for b in _blocks(hits[0].text)[:1]]
+    best = sorted(candidates, key=lambda c: -c[0])[:EXTRACT_BLOCKS]
+    best.sort(key=lambda c: (c[1], c[2]))
+    korean = hangul_share(question) >= 0.3
+    lead = "문서에서 찾은 내용입니다:" if korean else "Here is what the documents say:"
+    parts = [lead]
+    for _, number, _, block in best:
+        parts.append(f"{block}\n[{number}]" if block.startswith("|") else f"{block} [{number}]")
+    return "\n\n".join(parts)
+
+
+def _blocks(text: str) -> list[str]:
+    """Blank-line separated blocks, without headings, trimmed to a readable length."""
+    blocks: list[str] = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [line for line in block.strip().split("\n") if not line.lstrip().startswith("#")]
+        block = "\n".join(lines).strip()
+        if len(block) < 4:
+            continue
+        if not block.startswith(("|", "```")) and len(block) > MAX_QUOTE_CHARS:
+            block = block[:MAX_QUOTE_CHARS].rsplit(" ", 1)[0] + " …"
+        blocks.append(block)
+    return blocks
+
+
+class AnswerService:
+    """Retrieves, prompts or extracts, and checks the answer's citations."""
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        counter: TokenCounter,
+        chat: ChatModel | None,
+        context_tokens: int,
+        answer_tokens: int,
+    ) -> None:
+        self.retriever = retriever
+        self.counter = counter
+        self.chat = chat
+        self.context_tokens = context_tokens
+        self.answer_tokens = answer_tokens
+
+    def answer(
+        self, question: str, principals: Collection[str], history: Sequence[Turn] = ()
+    ) -> Answer:
+        """Raises LLMError or IndexUnavailable when a dependency is down; callers explain it."""
+        retrieval = self.retriever.search(question, principals, limit=MAX_SOURCES)
+        hits = relevant_hits(question, retrieval)
+        if not hits:
+            return abstention(question)
+        if self.chat is None:
+            text = extractive_text(question, hits)
+            cited_hits = hits
+        else:
+            prompt = build_prompt(
+                question, hits, history, self.counter, self.context_tokens, self.answer_tokens
+            )
+            text = self.chat.complete(prompt.messages)
+            cited_hits = prompt.sources
+        cleaned, refs = check_citations(text, cited_hits)
+        if not refs:
+            return abstention(question)
+        return Answer(text=cleaned, abstained=False, sources=refs)

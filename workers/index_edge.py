@@ -1,0 +1,176 @@
+"""The embedded backend: Qdrant's engine in-process (`qdrant-edge-py`), on disk.
+
+One process at a time may open a shard (its write-ahead log is locked); with `REDIS_URL` set
+the worker owns it. Segments are optimised after writes so search stays in milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from connectors.base import Document
+from workers.chunking import Chunk
+from workers.embed import Vectors
+from workers.index import (
+    DENSE,
+    KEYWORD_FIELDS,
+    SPARSE,
+    Hit,
+    IndexUnavailable,
+    SourceStats,
+    check_batch,
+    chunk_payload,
+    collect_versions,
+    hit_from_payload,
+    point_id,
+)
+from workers.sparse import SparseVector
+
+log = logging.getLogger(__name__)
+
+SCROLL_PAGE = 1000
+
+
+class EdgeIndex:
+    """An index in a folder, opened by this process alone."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = path
+        config = qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
+        try:
+            if (path / "edge_config.json").exists() or any(path.glob("segments*")):
+                self._shard = qe.EdgeShard.load(str(path), config)
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+                self._shard = qe.EdgeShard.create(str(path), config)
+                for field in KEYWORD_FIELDS:
+                    self._shard.update(
+                        qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
+                    )
+        except Exception as exc:  # the engine raises plain exceptions with a message
+            raise IndexUnavailable(f"the index at {path} could not be opened: {exc}") from exc
+        self._dirty = False
+
+    def replace_document(
+        self,
+        document: Document,
+        chunks: Sequence[Chunk],
+        dense: Vectors,
+        sparse: Sequence[SparseVector],
+    ) -> None:
+        check_batch(chunks, dense, sparse)
+        points = [
+            qe.Point(
+                id=point_id(document.id, document.version, chunk.ordinal),
+                vector={
+                    DENSE: [float(x) for x in dense_row],
+                    SPARSE: qe.SparseVector(indices=sv.indices, values=sv.values),
+                },
+                payload=chunk_payload(document, chunk),
+            )
+            for chunk, dense_row, sv in zip(chunks, dense, sparse, strict=True)
+        ]
+        if points:
+            self._update(qe.UpdateOperation.upsert_points(points))
+        stale = qe.Filter(
+            must=[_match("document_id", document.id)],
+            must_not=[_match("version", document.version)],
+        )
+        self._update(qe.UpdateOperation.delete_points_by_filter(stale))
+        if not points:
+            self.delete_document(document.id)
+
+    def delete_document(self, document_id: str) -> None:
+        self._update(
+            qe.UpdateOperation.delete_points_by_filter(
+                qe.Filter(must=[_match("document_id", document_id)])
+            )
+        )
+
+    def delete_source(self, source: str) -> None:
+        self._update(
+            qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=[_match("source", source)]))
+        )
+
+    def document_versions(self, source: str) -> dict[str, set[str]]:
+        return collect_versions(
+            self._scroll(qe.Filter(must=[_match("source", source)]), ["document_id", "version"])
+        )
+
+    def search_dense(self, vector: Vectors, principals: Collection[str], limit: int) -> list[Hit]:
+        query = qe.Query.Nearest([float(x) for x in vector], using=DENSE)
+        return self._search(query, principals, limit)
+
+    def search_sparse(
+        self, vector: SparseVector, principals: Collection[str], limit: int
+    ) -> list[Hit]:
+        if not vector.indices:
+            return []
+        query = qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=SPARSE)
+        return self._search(query, principals, limit)
+
+    def stats(self, source: str) -> SourceStats:
+        rows = self._scroll(qe.Filter(must=[_match("source", source)]), ["document_id"])
+        documents = {row["document_id"] for row in rows}
+        return SourceStats(documents=len(documents), chunks=len(rows))
+
+    def close(self) -> None:
+        self._shard.close()
+
+    def _search(self, query: Any, principals: Collection[str], limit: int) -> list[Hit]:
+        if not principals:
+            return []
+        self._optimize_if_dirty()
+        request = qe.QueryRequest(
+            limit=limit,
+            query=query,
+            filter=qe.Filter(must=[qe.FieldCondition("acl", match=qe.MatchAny(list(principals)))]),
+            with_payload=True,
+        )
+        try:
+            points = self._shard.query(request)
+        except Exception as exc:
+            raise IndexUnavailable(f"the embedded index failed a search: {exc}") from exc
+        return [hit_from_payload(p.payload or {}, p.score) for p in points]
+
+    def _scroll(self, filter_: qe.Filter, fields: list[str]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        offset = None
+        while True:
+            records, offset = self._shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset, limit=SCROLL_PAGE, filter=filter_, with_payload=fields
+                )
+            )
+            rows.extend(r.payload or {} for r in records)
+            if offset is None:
+                return rows
+
+    def _update(self, operation: Any) -> None:
+        try:
+            self._shard.update(operation)
+        except Exception as exc:
+            raise IndexUnavailable(f"the embedded index rejected a write: {exc}") from exc
+        self._dirty = True
+
+    def _optimize_if_dirty(self) -> None:
+        """Merge freshly written segments once before reading, not after every write."""
+        if self._dirty:
+            self._shard.optimize()
+            self._dirty = False
+
+    def flush(self) -> None:
+        self._shard.flush()
+        self._optimize_if_dirty()
+
+
+def _match(key: str, value: str) -> qe.FieldCondition:
+    return qe.FieldCondition(key, match=qe.MatchValue(value))

@@ -1,0 +1,165 @@
+"""The server backend: a Qdrant server through `qdrant-client` (`QDRANT_URL`).
+
+Tests run the same code against qdrant-client's in-memory mode (`location=":memory:"`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ApiException, ResponseHandlingException
+
+from connectors.base import Document
+from workers.chunking import Chunk
+from workers.embed import Vectors
+from workers.index import (
+    DENSE,
+    KEYWORD_FIELDS,
+    SPARSE,
+    Hit,
+    IndexUnavailable,
+    SourceStats,
+    check_batch,
+    chunk_payload,
+    collect_versions,
+    hit_from_payload,
+    point_id,
+)
+from workers.sparse import SparseVector
+
+log = logging.getLogger(__name__)
+
+SCROLL_PAGE = 1000
+_CLIENT_ERRORS = (ApiException, ResponseHandlingException, ConnectionError, OSError, ValueError)
+
+
+class ServerIndex:
+    """One collection per embedding space on a Qdrant server."""
+
+    def __init__(self, client: QdrantClient, collection: str, dim: int) -> None:
+        self._client = client
+        self.collection = collection
+        try:
+            if not client.collection_exists(collection):
+                client.create_collection(
+                    collection,
+                    vectors_config={
+                        DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                    },
+                    sparse_vectors_config={
+                        SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                    },
+                )
+                for field in KEYWORD_FIELDS:
+                    client.create_payload_index(
+                        collection, field, models.PayloadSchemaType.KEYWORD, wait=True
+                    )
+        except _CLIENT_ERRORS as exc:
+            raise IndexUnavailable(f"the Qdrant server could not be reached: {exc}") from exc
+
+    def replace_document(
+        self,
+        document: Document,
+        chunks: Sequence[Chunk],
+        dense: Vectors,
+        sparse: Sequence[SparseVector],
+    ) -> None:
+        check_batch(chunks, dense, sparse)
+        points = [
+            models.PointStruct(
+                id=point_id(document.id, document.version, chunk.ordinal),
+                vector={
+                    DENSE: [float(x) for x in dense_row],
+                    SPARSE: models.SparseVector(indices=sv.indices, values=sv.values),
+                },
+                payload=chunk_payload(document, chunk),
+            )
+            for chunk, dense_row, sv in zip(chunks, dense, sparse, strict=True)
+        ]
+        stale = models.Filter(
+            must=[_match("document_id", document.id)],
+            must_not=[_match("version", document.version)],
+        )
+        self._call(lambda: points and self._client.upsert(self.collection, points, wait=True))
+        self._call(lambda: self._client.delete(self.collection, stale, wait=True))
+        if not points:
+            self.delete_document(document.id)
+
+    def delete_document(self, document_id: str) -> None:
+        selector = models.Filter(must=[_match("document_id", document_id)])
+        self._call(lambda: self._client.delete(self.collection, selector, wait=True))
+
+    def delete_source(self, source: str) -> None:
+        selector = models.Filter(must=[_match("source", source)])
+        self._call(lambda: self._client.delete(self.collection, selector, wait=True))
+
+    def document_versions(self, source: str) -> dict[str, set[str]]:
+        return collect_versions(self._scroll(source, ["document_id", "version"]))
+
+    def search_dense(self, vector: Vectors, principals: Collection[str], limit: int) -> list[Hit]:
+        return self._search([float(x) for x in vector], DENSE, principals, limit)
+
+    def search_sparse(
+        self, vector: SparseVector, principals: Collection[str], limit: int
+    ) -> list[Hit]:
+        if not vector.indices:
+            return []
+        query = models.SparseVector(indices=vector.indices, values=vector.values)
+        return self._search(query, SPARSE, principals, limit)
+
+    def stats(self, source: str) -> SourceStats:
+        rows = self._scroll(source, ["document_id"])
+        return SourceStats(documents=len({r["document_id"] for r in rows}), chunks=len(rows))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _search(self, query: Any, using: str, principals: Collection[str], limit: int) -> list[Hit]:
+        if not principals:
+            return []
+        acl = models.Filter(
+            must=[models.FieldCondition(key="acl", match=models.MatchAny(any=list(principals)))]
+        )
+        response = self._call(
+            lambda: self._client.query_points(
+                self.collection,
+                query=query,
+                using=using,
+                query_filter=acl,
+                limit=limit,
+                with_payload=True,
+            )
+        )
+        return [hit_from_payload(p.payload or {}, p.score) for p in response.points]
+
+    def _scroll(self, source: str, fields: list[str]) -> list[dict[str, Any]]:
+        selector = models.Filter(must=[_match("source", source)])
+        rows: list[dict[str, Any]] = []
+        offset: Any = None
+        while True:
+            records, offset = self._call(
+                lambda start=offset: self._client.scroll(
+                    self.collection,
+                    scroll_filter=selector,
+                    limit=SCROLL_PAGE,
+                    offset=start,
+                    with_payload=fields,
+                    with_vectors=False,
+                )
+            )
+            rows.extend(r.payload or {} for r in records)
+            if offset is None:
+                return rows
+
+    def _call(self, action: Any) -> Any:
+        try:
+            return action()
+        except _CLIENT_ERRORS as exc:
+            raise IndexUnavailable(f"the Qdrant server failed: {exc}") from exc
+
+
+def _match(key: str, value: str) -> models.FieldCondition:
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))

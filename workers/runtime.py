@@ -1,0 +1,141 @@
+"""Builds the pipeline's parts from Settings: the one place that chooses implementations.
+
+Heavy parts (embedding model, index) are created on first use and closed with the runtime, so
+commands that need neither (status without an index, help) start instantly.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from types import TracebackType
+
+import openai
+import redis
+from qdrant_client import QdrantClient
+
+from connectors.base import Connector
+from connectors.files import FilesConnector
+from workers.answer import AnswerService
+from workers.chunking import Chunker
+from workers.embed import Embedder, LocalE5Embedder, OpenAIEmbedder
+from workers.index import Index
+from workers.index_edge import EdgeIndex
+from workers.index_server import ServerIndex
+from workers.llm import ChatModel, context_window, make_client
+from workers.retrieve import Retriever
+from workers.settings import Settings
+from workers.state import FileStateStore, RedisStateStore, StateStore
+from workers.sync import Syncer
+from workers.tokens import BpeTokenCounter, counter_for_model
+
+SOURCES = ("files", "confluence", "gdrive")
+
+
+class NotConfigured(Exception):
+    """A command needs a source or service that the environment does not configure."""
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._index: Index | None = None
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    @cached_property
+    def counter(self) -> BpeTokenCounter:
+        return counter_for_model(self.settings.ragbot_chat_model)
+
+    @cached_property
+    def openai_client(self) -> openai.OpenAI:
+        key = self.settings.openai_api_key
+        if key is None:
+            raise NotConfigured("OPENAI_API_KEY is not set")
+        return make_client(
+            key.get_secret_value(),
+            self.settings.openai_base_url,
+            timeout=self.settings.ragbot_llm_timeout_seconds,
+        )
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        if self.settings.embed_model == "local":
+            return LocalE5Embedder()
+        return OpenAIEmbedder(self.openai_client, self.settings.embed_model)
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            self._index = self._open_index()
+        return self._index
+
+    def _open_index(self) -> Index:
+        settings = self.settings
+        if settings.qdrant_url:
+            api_key = (
+                settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+            )
+            client = QdrantClient(url=settings.qdrant_url, api_key=api_key, timeout=30)
+            return ServerIndex(client, f"ragbot_{self.embedder.name}", self.embedder.dim)
+        path = settings.ragbot_data_dir / "index" / self.embedder.name
+        return EdgeIndex(path, self.embedder.dim)
+
+    @cached_property
+    def state(self) -> StateStore:
+        if self.settings.redis_url:
+            return RedisStateStore(redis.Redis.from_url(self.settings.redis_url))
+        return FileStateStore(self.settings.ragbot_data_dir / "sync-state.json")
+
+    @cached_property
+    def chunker(self) -> Chunker:
+        return Chunker(self.counter)
+
+    def syncer(self) -> Syncer:
+        return Syncer(self.index, self.embedder, self.chunker, self.state)
+
+    def answer_service(self) -> AnswerService:
+        chat = None
+        if self.settings.llm_configured:
+            chat = ChatModel(
+                self.openai_client,
+                self.settings.ragbot_chat_model,
+                max_tokens=self.settings.ragbot_answer_tokens,
+            )
+        return AnswerService(
+            Retriever(self.embedder, self.index),
+            self.counter,
+            chat,
+            context_tokens=context_window(
+                self.settings.ragbot_chat_model, self.settings.ragbot_context_tokens
+            ),
+            answer_tokens=self.settings.ragbot_answer_tokens,
+        )
+
+    def configured_sources(self) -> list[str]:
+        return [name for name in SOURCES if self._configured(name)]
+
+    def _configured(self, name: str) -> bool:
+        return name == "files" and self.settings.files_path is not None
+
+    def connector(self, name: str) -> Connector:
+        if name not in SOURCES:
+            raise NotConfigured(f"unknown source {name!r}; choose one of {', '.join(SOURCES)}")
+        if not self._configured(name):
+            hint = {"files": "FILES_PATH", "confluence": "CONFLUENCE_URL", "gdrive": "GOOGLE_*"}
+            raise NotConfigured(f"source {name!r} is not configured (set {hint[name]})")
+        assert self.settings.files_path is not None
+        return FilesConnector(self.settings.files_path)

@@ -1,0 +1,71 @@
+"""The one settings object: the only place that reads the environment.
+
+Variable names are part of the public interface (see the README); add freely, never rename.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        return [str(part).strip() for part in value if str(part).strip()]
+    raise TypeError(f"expected a comma-separated list, got {type(value).__name__}")
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Unset means the embedded default where one exists."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    ragbot_data_dir: Path = Path(".ragbot")
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    redis_url: str | None = None
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    ragbot_chat_model: str = "gpt-4o-mini"
+    ragbot_embed_model: str | None = None
+    ragbot_context_tokens: int | None = Field(default=None, gt=0)
+    ragbot_answer_tokens: int = Field(default=1024, gt=0)
+    ragbot_llm_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    ragbot_org_domains: CsvList = Field(default_factory=list)
+    ragbot_admins: CsvList = Field(default_factory=list)
+
+    files_path: Path | None = None
+
+    @field_validator("ragbot_org_domains", "ragbot_admins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> list[str]:
+        return _split_csv(value)
+
+    @field_validator("ragbot_org_domains")
+    @classmethod
+    def _lower_domains(cls, value: list[str]) -> list[str]:
+        return [domain.lower().lstrip("@") for domain in value]
+
+    @property
+    def llm_configured(self) -> bool:
+        """An LLM answers only when a key is set; otherwise answers are extractive."""
+        return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
+
+    @property
+    def embed_model(self) -> str:
+        """The offline local model unless an API embedding model is both named and keyed."""
+        if self.ragbot_embed_model and self.llm_configured:
+            return self.ragbot_embed_model
+        return "local"

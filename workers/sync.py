@@ -1,0 +1,131 @@
+"""Sync one source into the index: changes since the checkpoint, then the deletion check.
+
+Incremental by default: a document whose version the index already holds is neither
+re-embedded nor rewritten. A checkpoint is saved only after everything before it was written,
+so a crash or an outage resumes where it stopped and the index is never left half-updated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from connectors.base import Checkpoint, Connector, ConnectorError, Deleted, Document, Skipped
+from workers.chunking import Chunker
+from workers.embed import Embedder, EmbeddingError
+from workers.index import Index, IndexUnavailable
+from workers.sparse import document_vector
+from workers.state import SourceState, StateStore, StateUnavailable, checkpoint_of
+
+log = logging.getLogger(__name__)
+
+
+class SyncFailed(Exception):
+    """A sync stopped early; the message says why in one line. Progress so far is kept."""
+
+
+@dataclass
+class SyncReport:
+    source: str
+    indexed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    chunks_embedded: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+
+class Syncer:
+    """Moves documents from connectors into the index."""
+
+    def __init__(
+        self, index: Index, embedder: Embedder, chunker: Chunker, state: StateStore
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.chunker = chunker
+        self.state = state
+
+    def sync(self, connector: Connector, full: bool = False) -> SyncReport:
+        source = connector.name
+        report = SyncReport(source)
+        started = time.perf_counter()
+        state = self.state.load(source)
+        state.last_attempt_at = _now()
+        try:
+            known = self.index.document_versions(source)
+            checkpoint = None if full else checkpoint_of(source, state)
+            if full:
+                state.skipped = {}
+            for item in connector.poll(checkpoint):
+                if isinstance(item, Document):
+                    self._write(item, known, full, report)
+                    state.skipped.pop(item.id, None)
+                elif isinstance(item, Deleted):
+                    self.index.delete_document(item.id)
+                    state.skipped.pop(item.id, None)
+                    report.deleted += 1
+                elif isinstance(item, Skipped):
+                    state.skipped[item.id] = item.reason
+                    report.skipped += 1
+                elif isinstance(item, Checkpoint):
+                    state.checkpoint = item.value
+                    self.state.save(source, state)
+            report.deleted += self._prune(connector, state)
+        except (ConnectorError, IndexUnavailable, EmbeddingError, StateUnavailable) as exc:
+            state.last_error = f"{_now()}: {exc}"
+            self._save_quietly(source, state)
+            raise SyncFailed(f"{source}: {exc}") from exc
+        state.last_success_at = _now()
+        state.last_error = None
+        self.state.save(source, state)
+        report.seconds = time.perf_counter() - started
+        log.info(
+            "synced %s: %d indexed, %d unchanged, %d deleted, %d skipped, %d chunks embedded",
+            source,
+            report.indexed,
+            report.unchanged,
+            report.deleted,
+            report.skipped,
+            report.chunks_embedded,
+        )
+        return report
+
+    def _write(
+        self, document: Document, known: dict[str, set[str]], full: bool, report: SyncReport
+    ) -> None:
+        if not full and known.get(document.id) == {document.version}:
+            report.unchanged += 1
+            return
+        chunks = self.chunker.chunk(document)
+        texts = [chunk.embed_text for chunk in chunks]
+        embed_started = time.perf_counter()
+        dense = self.embedder.embed_passages(texts)
+        report.embed_seconds += time.perf_counter() - embed_started
+        sparse = [document_vector(text) for text in texts]
+        self.index.replace_document(document, chunks, dense, sparse)
+        known[document.id] = {document.version}
+        report.indexed += 1
+        report.chunks_embedded += len(chunks)
+
+    def _prune(self, connector: Connector, state: SourceState) -> int:
+        """Remove what the source no longer has; forget skip reports for vanished items."""
+        current = set(connector.list_ids())
+        gone = set(self.index.document_versions(connector.name)) - current
+        for document_id in sorted(gone):
+            self.index.delete_document(document_id)
+        state.skipped = {k: v for k, v in state.skipped.items() if k in current}
+        return len(gone)
+
+    def _save_quietly(self, source: str, state: SourceState) -> None:
+        try:
+            self.state.save(source, state)
+        except StateUnavailable:
+            log.warning("could not record the sync error for %s", source)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
