@@ -31,6 +31,10 @@ SOURCE = "files"
 ACL_FILE = ".acl"
 DEFAULT_ACL = frozenset({"public"})
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+# File timestamps come from a coarse kernel clock (and network file systems round to seconds),
+# so a file written just after a poll began can carry an earlier time. Files this close to the
+# checkpoint are read again; the sync's version check keeps that from re-embedding them.
+TIMESTAMP_SLACK_NS = 5 * 1_000_000_000
 
 
 class FilesConnector:
@@ -44,7 +48,7 @@ class FilesConnector:
 
     def poll(self, checkpoint: Checkpoint | None) -> Iterator[PollItem]:
         started_ns = time.time_ns()
-        since_ns = int(checkpoint.value) if checkpoint is not None else None
+        since_ns = int(checkpoint.value) - TIMESTAMP_SLACK_NS if checkpoint is not None else None
         for path in self._candidate_files():
             stat = path.stat()
             if since_ns is not None and max(stat.st_mtime_ns, stat.st_ctime_ns) < since_ns:

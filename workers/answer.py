@@ -23,9 +23,9 @@ from workers.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
-# A question is answerable only if some passage is close in meaning or shares most of its terms.
-# Calibrated on shared/eval questions against their own and a foreign corpus (benchmarks/).
-MIN_DENSE_SIMILARITY = 0.82
+# A passage is worth citing if it is close in meaning to the question (the embedder's
+# `close_similarity`), or shares most of the question's terms without being far from it (above
+# the embedder's `floor_similarity`).
 MIN_TERM_COVERAGE = 0.6
 MAX_SOURCES = 8
 EXTRACT_FROM_HITS = 3
@@ -82,7 +82,9 @@ def abstention(question: str) -> Answer:
     return Answer(text=ABSTAIN_KO if korean else ABSTAIN_EN, abstained=True)
 
 
-def relevant_hits(question: str, retrieval: Retrieval) -> list[Hit]:
+def relevant_hits(
+    question: str, retrieval: Retrieval, close_similarity: float, floor_similarity: float
+) -> list[Hit]:
     """Hits worth showing: close in meaning, or covering most of the question's terms."""
     question_terms = set(terms(question))
     kept: list[Hit] = []
@@ -93,8 +95,9 @@ def relevant_hits(question: str, retrieval: Retrieval) -> list[Hit]:
             if question_terms
             else 0.0
         )
-        close = similarity is not None and similarity >= MIN_DENSE_SIMILARITY
-        if close or coverage >= MIN_TERM_COVERAGE:
+        close = similarity is not None and similarity >= close_similarity
+        not_far = similarity is None or similarity >= floor_similarity
+        if close or (coverage >= MIN_TERM_COVERAGE and not_far):
             kept.append(hit)
     return kept
 
@@ -194,7 +197,10 @@ class AnswerService:
     ) -> Answer:
         """Raises LLMError or IndexUnavailable when a dependency is down; callers explain it."""
         retrieval = self.retriever.search(question, principals, limit=MAX_SOURCES)
-        hits = relevant_hits(question, retrieval)
+        embedder = self.retriever.embedder
+        hits = relevant_hits(
+            question, retrieval, embedder.close_similarity, embedder.floor_similarity
+        )
         if not hits:
             return abstention(question)
         if self.chat is None:

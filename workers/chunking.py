@@ -89,15 +89,16 @@ class Chunker:
     def chunk(self, document: Document) -> list[Chunk]:
         pieces: list[_Piece] = []
         for section in _sections(document.text):
-            budget = self.max_tokens - self.counter.count(
-                self._breadcrumb(document.title, section.headings) + "\n\n"
+            starts = section.blocks[0].kind == "heading"
+            # Room for the breadcrumb, and for the heading line that may join any piece.
+            overhead = self._breadcrumb(document.title, section.headings) + "\n\n"
+            if starts:
+                overhead += section.blocks[0].text + "\n\n"
+            budget = max(self.max_tokens - self.counter.count(overhead), self.max_tokens // 4)
+            texts = [text for block in section.blocks for text in self._fit(block, budget)]
+            pieces.extend(
+                _Piece(section.headings, text, starts and i == 0) for i, text in enumerate(texts)
             )
-            budget = max(budget, self.max_tokens // 4)
-            for index, block in enumerate(section.blocks):
-                pieces.extend(
-                    _Piece(section.headings, text, index == 0 and block.kind == "heading")
-                    for text in self._fit(block, budget)
-                )
         return self._pack(document, pieces)
 
     def _breadcrumb(self, title: str, headings: tuple[str, ...]) -> str:
@@ -132,8 +133,12 @@ class Chunker:
                     and self.counter.count(make(current).text) >= MIN_SECTION_TOKENS
                 )
                 if size > self.target_tokens or section_break:
+                    # A heading travels with the start of its content, never alone at a chunk's end.
+                    carried = (
+                        [current.pop()] if len(current) > 1 and _is_heading(current[-1]) else []
+                    )
                     chunks.append(make(current))
-                    current = []
+                    current = carried
             current.append(piece)
         if current:
             chunks.append(make(current))
@@ -214,6 +219,10 @@ class Chunker:
         if text:
             pieces.append(text)
         return pieces
+
+
+def _is_heading(piece: _Piece) -> bool:
+    return piece.starts_section and "\n" not in piece.text and bool(_HEADING.match(piece.text))
 
 
 def _common_prefix(paths: list[tuple[str, ...]]) -> tuple[str, ...]:

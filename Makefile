@@ -1,0 +1,46 @@
+# ragbot: `make demo` shows it working on embedded defaults; `make test` runs every check.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The demo runs on embedded defaults whatever the shell has configured.
+DEMO_ENV := env -u REDIS_URL -u QDRANT_URL -u OPENAI_API_KEY -u OPENAI_BASE_URL \
+	RAGBOT_DATA_DIR=.ragbot-demo FILES_PATH=samples/handbook RAGBOT_ORG_DOMAINS=acme.com
+
+.PHONY: install install-test demo test lint typecheck clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(DEMO_ENV) $(BIN)/ragbot sync files
+	$(DEMO_ENV) $(BIN)/ragbot ask "How many days of annual leave do I get after 4 years?"
+	$(DEMO_ENV) $(BIN)/ragbot ask "연차 이월 한도는 며칠인가요?"
+	$(DEMO_ENV) $(BIN)/ragbot ask "What is the salary range for a Staff Engineer?"
+	$(DEMO_ENV) $(BIN)/ragbot ask --as dana@acme.com "What is the salary range for a Staff Engineer?"
+	$(DEMO_ENV) $(BIN)/ragbot status
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-test
+	$(BIN)/mypy
+
+# Tests use Redis at REDIS_URL or 127.0.0.1:6379, or start a private one (tests/conftest.py).
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .ragbot-demo .pytest_cache .mypy_cache .ruff_cache

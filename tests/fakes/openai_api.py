@@ -1,0 +1,190 @@
+"""A fake OpenAI-compatible API on loopback: chat completions (plain and streamed) and embeddings.
+
+It checks the Bearer key, answers in the real response shapes, and replays scripted faults
+(status codes with Retry-After, slow replies) so the real `openai` client's behaviour is tested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+
+Messages = list[dict[str, str]]
+EMBED_DIM = 64
+
+
+def cite_first_source(messages: Messages) -> str:
+    """The default reply: the first source's first sentence, cited as [1]."""
+    match = re.search(
+        r'<source id="1" title="([^"]*)"[^>]*>\n(.*?)\n</source>', messages[-1]["content"], re.S
+    )
+    if not match:
+        return "I could not find this in the documents I can see."
+    body = re.sub(r"^#+ .*$", "", match.group(2), flags=re.M).strip()
+    first = re.split(r"(?<=[.!?])\s", body, maxsplit=1)[0]
+    return f"According to {match.group(1)}, {first} [1]"
+
+
+@dataclass
+class Fault:
+    status: int = 0
+    retry_after: str | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class FakeOpenAI:
+    api_key: str = "sk-test"
+    responder: Callable[[Messages], str] = cite_first_source
+    faults: list[Fault] = field(default_factory=list)
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def count(self, path: str) -> int:
+        return sum(1 for p, _ in self.requests if p.endswith(path))
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(h.rfile.read(length) or b"{}")
+        except json.JSONDecodeError:
+            return _send(h, 400, _error("invalid JSON body", "invalid_request_error"))
+        self.requests.append((h.path, body))
+        if h.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _send(h, 401, _error("Incorrect API key provided", "invalid_api_key"))
+        if self.faults:
+            fault = self.faults.pop(0)
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.status:
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                kind = "rate_limit_exceeded" if fault.status == 429 else "server_error"
+                return _send(h, fault.status, _error("scripted failure", kind), headers)
+        if h.path == "/v1/chat/completions":
+            return self._chat(h, body)
+        if h.path == "/v1/embeddings":
+            return self._embeddings(h, body)
+        return _send(h, 404, _error(f"Unknown path {h.path}", "not_found"))
+
+    def _chat(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        content = self.responder(body["messages"])
+        created = int(time.time())
+        if not body.get("stream"):
+            return _send(
+                h,
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": content},
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                },
+            )
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        pieces = [content[i : i + 8] for i in range(0, len(content), 8)]
+        deltas = [{"role": "assistant", "content": ""}] + [{"content": p} for p in pieces]
+        for i, delta in enumerate(deltas):
+            chunk = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": body["model"],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            }
+            h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if i == len(deltas) - 1:
+                chunk["choices"] = [{"index": 0, "delta": {}, "finish_reason": "stop"}]
+                h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        h.wfile.write(b"data: [DONE]\n\n")
+
+    def _embeddings(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": hashed_vector(text)}
+            for i, text in enumerate(inputs)
+        ]
+        data.reverse()  # the API does not promise order; clients must sort by index
+        _send(
+            h,
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            },
+        )
+
+
+def hashed_vector(text: str) -> list[float]:
+    """A deterministic bag-of-words vector: texts sharing words point the same way."""
+    vector = np.zeros(EMBED_DIM, dtype=np.float32)
+    for word in re.findall(r"\w+", text.lower()):
+        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % EMBED_DIM] += 1.0
+    norm = float(np.linalg.norm(vector)) or 1.0
+    return [float(x) for x in vector / norm]
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": code, "param": None, "code": code}}
+
+
+def _send(
+    h: BaseHTTPRequestHandler,
+    status: int,
+    payload: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> None:
+    data = json.dumps(payload).encode()
+    h.send_response(status)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(data)))
+    for key, value in (headers or {}).items():
+        h.send_header(key, value)
+    h.end_headers()
+    h.wfile.write(data)

@@ -1,0 +1,120 @@
+"""One contract, both backends: the embedded engine and qdrant-client (`:memory:` stands in for
+a server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from qdrant_client import QdrantClient
+
+from connectors.base import Document
+from tests.support import HashEmbedder
+from workers.chunking import Chunker
+from workers.index import Index
+from workers.index_edge import EdgeIndex
+from workers.index_server import ServerIndex
+from workers.retrieve import Retriever
+from workers.sparse import document_vector
+from workers.tokens import counter_for_model
+
+EMBEDDER = HashEmbedder()
+CHUNKER = Chunker(counter_for_model("gpt-4o-mini"), max_tokens=120, target_tokens=100)
+
+
+@pytest.fixture(params=["edge", "server"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Index]:
+    backend: Index
+    if request.param == "edge":
+        backend = EdgeIndex(tmp_path / "index", EMBEDDER.dim)
+    else:
+        backend = ServerIndex(QdrantClient(location=":memory:"), "ragbot_test", EMBEDDER.dim)
+    yield backend
+    backend.close()
+
+
+def doc(
+    doc_id: str, text: str, acl: set[str], version: str = "v1", source: str = "files"
+) -> Document:
+    return Document(
+        id=doc_id,
+        source=source,
+        title=doc_id,
+        url=f"https://example.com/{doc_id}",
+        text=text,
+        updated_at=datetime(2026, 11, 1, 10, tzinfo=UTC),
+        version=version,
+        acl=frozenset(acl),
+    )
+
+
+def write(index: Index, document: Document) -> int:
+    chunks = CHUNKER.chunk(document)
+    texts = [c.embed_text for c in chunks]
+    index.replace_document(
+        document, chunks, EMBEDDER.embed_passages(texts), [document_vector(t) for t in texts]
+    )
+    return len(chunks)
+
+
+def doc_ids(index: Index, question: str, principals: set[str]) -> set[str]:
+    found = Retriever(EMBEDDER, index).search(question, principals, limit=20)
+    return {h.document_id for h in found.hits}
+
+
+def test_search_never_returns_what_the_reader_may_not_see(index: Index) -> None:
+    write(index, doc("public", "salary bands are reviewed in october", {"public"}))
+    write(
+        index,
+        doc("hr", "salary bands for staff engineers", {"group:files:hr", "user:dana@acme.com"}),
+    )
+    write(index, doc("acme", "salary bands all employees know", {"domain:acme.com"}))
+    write(index, doc("nobody", "salary bands secret", set()))
+
+    assert doc_ids(index, "salary bands", {"public"}) == {"public"}
+    assert doc_ids(index, "salary bands", {"public", "domain:acme.com"}) == {"public", "acme"}
+    assert doc_ids(index, "salary bands", {"public", "user:dana@acme.com"}) == {"public", "hr"}
+    assert doc_ids(index, "salary bands", {"group:files:hr"}) == {"hr"}
+    assert doc_ids(index, "salary bands", set()) == set()
+    for mode in ("dense", "sparse"):
+        found = Retriever(EMBEDDER, index).search("salary", {"public"}, 20, mode)  # type: ignore[arg-type]
+        assert {h.document_id for h in found.hits} <= {"public"}
+
+
+def test_replacing_a_document_leaves_no_stale_chunk(index: Index) -> None:
+    long_text = "\n\n".join(f"Paragraph {i} about the old deploy process." for i in range(60))
+    write(index, doc("guide", long_text, {"public"}))
+    write(index, doc("other", "unrelated text", {"public"}))
+    assert index.stats("files").chunks > 2
+    write(index, doc("guide", "The new deploy process is one command.", {"public"}, version="v2"))
+
+    assert index.document_versions("files") == {"guide": {"v2"}, "other": {"v1"}}
+    assert index.stats("files").chunks == 2
+    hits = Retriever(EMBEDDER, index).search("old deploy process", {"public"}, 20).hits
+    assert all("old deploy" not in h.text for h in hits)
+
+
+def test_deleting_removes_every_chunk_of_the_document_only(index: Index) -> None:
+    write(index, doc("a", "\n\n".join(f"alpha {i} " * 30 for i in range(10)), {"public"}))
+    write(index, doc("b", "beta text", {"public"}))
+    write(index, doc("c", "gamma text", {"public"}, source="confluence"))
+    index.delete_document("a")
+    assert index.document_versions("files") == {"b": {"v1"}}
+    index.delete_source("files")
+    assert index.document_versions("files") == {}
+    assert index.stats("confluence").documents == 1
+
+
+def test_hits_carry_what_a_citation_needs(index: Index) -> None:
+    write(index, doc("policy", "# Leave\n\nAnnual leave is 25 days.", {"public"}))
+    hit = Retriever(EMBEDDER, index).search("annual leave days", {"public"}, 5).hits[0]
+    assert (hit.document_id, hit.title, hit.url, hit.source) == (
+        "policy",
+        "policy",
+        "https://example.com/policy",
+        "files",
+    )
+    assert hit.updated_at == datetime(2026, 11, 1, 10, tzinfo=UTC)
+    assert "25 days" in hit.text and hit.chunk_id == "policy#0"
