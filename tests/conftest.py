@@ -112,3 +112,32 @@ def handbook_copy(tmp_path: Path) -> Path:
     target = tmp_path / "handbook"
     shutil.copytree(HANDBOOK, target)
     return target
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests configure ragbot explicitly; a developer's shell settings must not leak in."""
+    for name in list(os.environ):
+        if name.startswith(
+            ("RAGBOT_", "OPENAI_", "QDRANT_", "SLACK_", "CONFLUENCE_", "GOOGLE_")
+        ) or name in ("REDIS_URL", "FILES_PATH", "MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def handbook_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample handbook synced once with the real default embedder."""
+    from workers.runtime import Runtime
+    from workers.settings import Settings
+
+    data_dir = tmp_path_factory.mktemp("handbook-data")
+    settings = Settings(
+        ragbot_data_dir=data_dir,
+        files_path=HANDBOOK,
+        redis_url=None,
+        qdrant_url=None,
+        openai_api_key=None,
+    )
+    with Runtime(settings) as runtime:
+        runtime.syncer().sync(runtime.connector("files"))
+    return data_dir

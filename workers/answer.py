@@ -82,6 +82,13 @@ def abstention(question: str) -> Answer:
     return Answer(text=ABSTAIN_KO if korean else ABSTAIN_EN, abstained=True)
 
 
+def search_query(question: str, history: Sequence[Turn]) -> str:
+    """What to search for: a follow-up ("and for contractors?") carries the thread's last
+    question with it, so retrieval sees the topic the follow-up leaves unsaid."""
+    previous = [turn.text for turn in history if turn.role == "user"]
+    return f"{previous[-1]}\n{question}" if previous else question
+
+
 def relevant_hits(
     question: str, retrieval: Retrieval, close_similarity: float, floor_similarity: float
 ) -> list[Hit]:
@@ -164,15 +171,34 @@ def extractive_text(question: str, hits: Sequence[Hit]) -> str:
 def _blocks(text: str) -> list[str]:
     """Blank-line separated blocks, without headings, trimmed to a readable length."""
     blocks: list[str] = []
-    for block in re.split(r"\n\s*\n", text):
-        lines = [line for line in block.strip().split("\n") if not line.lstrip().startswith("#")]
-        block = "\n".join(lines).strip()
+    for block in _split_blocks(text):
         if len(block) < 4:
             continue
         if not block.startswith(("|", "```")) and len(block) > MAX_QUOTE_CHARS:
             block = block[:MAX_QUOTE_CHARS].rsplit(" ", 1)[0] + " …"
-        blocks.append(block)
+        if blocks and blocks[-1].endswith(":"):
+            # "Roll back with:" belongs with the command or table that follows it.
+            blocks[-1] = f"{blocks[-1]}\n\n{block}"
+        else:
+            blocks.append(block)
     return blocks
+
+
+def _split_blocks(text: str) -> list[str]:
+    """Blank-line separated blocks, keeping fenced code whole, dropping heading lines."""
+    blocks: list[str] = []
+    current: list[str] = []
+    in_fence = False
+    for line in text.split("\n"):
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        if not in_fence and not line.strip():
+            blocks.append("\n".join(current).strip())
+            current = []
+        elif in_fence or not line.lstrip().startswith("#"):
+            current.append(line)
+    blocks.append("\n".join(current).strip())
+    return [b for b in blocks if b]
 
 
 class AnswerService:
@@ -196,11 +222,10 @@ class AnswerService:
         self, question: str, principals: Collection[str], history: Sequence[Turn] = ()
     ) -> Answer:
         """Raises LLMError or IndexUnavailable when a dependency is down; callers explain it."""
-        retrieval = self.retriever.search(question, principals, limit=MAX_SOURCES)
+        query = search_query(question, history)
+        retrieval = self.retriever.search(query, principals, limit=MAX_SOURCES)
         embedder = self.retriever.embedder
-        hits = relevant_hits(
-            question, retrieval, embedder.close_similarity, embedder.floor_similarity
-        )
+        hits = relevant_hits(query, retrieval, embedder.close_similarity, embedder.floor_similarity)
         if not hits:
             return abstention(question)
         if self.chat is None:

@@ -27,6 +27,7 @@ from workers.readers import ReaderError, for_email, org_wide
 from workers.runtime import SOURCES, NotConfigured, Runtime
 from workers.settings import Settings
 from workers.state import StateUnavailable
+from workers.status import source_statuses
 from workers.sync import SyncFailed
 
 EXPECTED_FAILURES = (
@@ -135,39 +136,15 @@ def _answer_text(answer: Answer) -> str:
 
 
 def _status(runtime: Runtime, args: argparse.Namespace) -> int:
-    names = sorted(set(runtime.configured_sources()) | set(runtime.state.sources()))
-    now = datetime.now(UTC)
-    rows = []
-    for name in names:
-        state = runtime.state.load(name)
-        stats = runtime.index.stats(name)
-        rows.append(
-            {
-                "source": name,
-                "documents": stats.documents,
-                "chunks": stats.chunks,
-                "last_success_at": state.last_success_at,
-                "last_error": state.last_error,
-                "skipped": state.skipped,
-            }
-        )
+    rows = source_statuses(runtime.configured_sources(), runtime.index, runtime.state)
     if args.json:
-        print(json.dumps({"sources": rows}, ensure_ascii=False))
+        print(json.dumps({"sources": [row.to_json() for row in rows]}, ensure_ascii=False))
         return 0
     if not rows:
         print("No sources configured or synced yet. Set FILES_PATH and run `ragbot sync`.")
+    now = datetime.now(UTC)
     for row in rows:
-        last = row["last_success_at"]
-        when = (
-            age_text(datetime.fromisoformat(last), now).replace("updated", "synced")
-            if last
-            else "never synced"
-        )
-        print(f"{row['source']}: {row['documents']} documents, {row['chunks']} chunks, {when}")
-        if row["last_error"]:
-            print(f"  last error: {row['last_error']}")
-        for item, reason in sorted(row["skipped"].items()):
-            print(f"  skipped {item}: {reason}")
+        print("\n".join(row.lines(now)))
     return 0
 
 

@@ -120,7 +120,9 @@ class OpenAIEmbedder:
         return _normalised(np.asarray(rows, dtype=np.float32))
 
     def embed_query(self, text: str) -> Vectors:
-        return _normalised(np.asarray(self._create([text]), dtype=np.float32))[0]
+        vectors = _normalised(np.asarray(self._create([text]), dtype=np.float32))
+        query: Vectors = vectors[0]
+        return query
 
     def _create(self, batch: list[str]) -> list[list[float]]:
         try:
@@ -130,10 +132,16 @@ class OpenAIEmbedder:
         ordered = sorted(response.data, key=lambda item: item.index)
         if len(ordered) != len(batch):
             raise EmbeddingError(f"the embeddings API returned {len(ordered)} of {len(batch)}")
-        return [list(item.embedding) for item in ordered]
+        rows = [list(item.embedding) for item in ordered]
+        if self._dim is not None and any(len(row) != self._dim for row in rows):
+            raise EmbeddingError(
+                f"{self.model} returned vectors of {len(rows[0])} dimensions, expected {self._dim}"
+            )
+        return rows
 
 
 def _normalised(matrix: Vectors) -> Vectors:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (matrix / norms).astype(np.float32)
+    normalised: Vectors = (matrix / norms).astype(np.float32)
+    return normalised

@@ -81,8 +81,9 @@ class ChatModel:
                 stream=True,
             )
             for event in events:
-                if event.choices and event.choices[0].delta.content:
-                    yield event.choices[0].delta.content
+                choices = getattr(event, "choices", None)
+                if choices and choices[0].delta.content:
+                    yield str(choices[0].delta.content)
         except openai.APIError as exc:
             raise _translate(exc) from exc
 

@@ -103,7 +103,7 @@ class RedisStateStore:
             raw = self._client.hget(self._key, source)
         except redis.RedisError as exc:
             raise StateUnavailable(f"Redis is unreachable: {exc}") from exc
-        return SourceState.from_json(raw)  # type: ignore[arg-type]
+        return SourceState.from_json(raw)
 
     def save(self, source: str, state: SourceState) -> None:
         try:
@@ -116,4 +116,4 @@ class RedisStateStore:
             keys = self._client.hkeys(self._key)
         except redis.RedisError as exc:
             raise StateUnavailable(f"Redis is unreachable: {exc}") from exc
-        return sorted(k.decode() if isinstance(k, bytes) else str(k) for k in keys)  # type: ignore[union-attr]
+        return sorted(k.decode() if isinstance(k, bytes) else str(k) for k in keys)

@@ -38,7 +38,7 @@ class BpeTokenCounter:
         tokens = self._encoding.encode_ordinary(text)
         if len(tokens) <= max_tokens:
             return text
-        return self._encoding.decode(tokens[: max(max_tokens, 0)], errors="ignore")
+        return str(self._encoding.decode(tokens[: max(max_tokens, 0)], errors="ignore"))
 
 
 @lru_cache(maxsize=8)

@@ -6,6 +6,8 @@ It checks the Bearer key, answers in the real response shapes, and replays scrip
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -20,6 +22,7 @@ import numpy as np
 
 Messages = list[dict[str, str]]
 EMBED_DIM = 64
+MODEL_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
 
 
 def cite_first_source(messages: Messages) -> str:
@@ -144,10 +147,14 @@ class FakeOpenAI:
 
     def _embeddings(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = [
-            {"object": "embedding", "index": i, "embedding": hashed_vector(text)}
-            for i, text in enumerate(inputs)
-        ]
+        dim = int(body.get("dimensions") or MODEL_DIMS.get(body["model"], EMBED_DIM))
+        vectors = [hashed_vector(text, dim) for text in inputs]
+        encoded: list[Any] = vectors
+        if body.get("encoding_format") == "base64":  # what the openai client asks for by default
+            encoded = [
+                base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() for v in vectors
+            ]
+        data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(encoded)]
         data.reverse()  # the API does not promise order; clients must sort by index
         _send(
             h,
@@ -161,11 +168,11 @@ class FakeOpenAI:
         )
 
 
-def hashed_vector(text: str) -> list[float]:
+def hashed_vector(text: str, dim: int = EMBED_DIM) -> list[float]:
     """A deterministic bag-of-words vector: texts sharing words point the same way."""
-    vector = np.zeros(EMBED_DIM, dtype=np.float32)
+    vector = np.zeros(dim, dtype=np.float32)
     for word in re.findall(r"\w+", text.lower()):
-        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % EMBED_DIM] += 1.0
+        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % dim] += 1.0
     norm = float(np.linalg.norm(vector)) or 1.0
     return [float(x) for x in vector / norm]
 
@@ -187,4 +194,5 @@ def _send(
     for key, value in (headers or {}).items():
         h.send_header(key, value)
     h.end_headers()
-    h.wfile.write(data)
+    with contextlib.suppress(BrokenPipeError):  # the client gave up waiting (timeout tests)
+        h.wfile.write(data)
