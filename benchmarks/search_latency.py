@@ -1,0 +1,141 @@
+"""Search latency and `ragbot ask` peak memory with 100k chunks in the embedded index.
+
+Usage: python -m benchmarks.search_latency [--chunks N] [--queries Q]
+
+The chunks are synthetic (random unit vectors, sparse vectors of random words, realistic
+payloads and a mix of ACLs), so the figures measure the engine and our query path, not a
+model. Query embedding with the default local model is timed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from connectors.base import Document
+from workers.chunking import Chunk
+from workers.embed import LocalE5Embedder
+from workers.index_edge import EdgeIndex
+from workers.readers import org_wide
+from workers.retrieve import fusion_weights, rrf
+from workers.sparse import document_vector, query_vector
+
+CHUNKS_PER_DOCUMENT = 10
+ACLS = [
+    (0.70, frozenset({"domain:acme.com"})),
+    (0.20, frozenset({"public"})),
+    (0.05, frozenset({"group:confluence:hr", "user:dana@acme.com"})),
+    (0.05, frozenset({"user:sam@acme.com"})),
+]
+
+
+def build(path: Path, chunks: int, seed: int = 7) -> float:
+    rng = np.random.default_rng(seed)
+    vocabulary = [f"term{i}" for i in range(20_000)] + ["휴가", "신청", "배포", "승인"]
+    index = EdgeIndex(path, LocalE5Embedder.dim)
+    started = time.perf_counter()
+    weights = np.array([w for w, _ in ACLS])
+    for d in range(chunks // CHUNKS_PER_DOCUMENT):
+        acl = ACLS[int(rng.choice(len(ACLS), p=weights))][1]
+        doc = Document(
+            id=f"bench:{d}", source="confluence", title=f"Page {d}", url=f"https://wiki/{d}",
+            text="", updated_at=datetime(2026, 11, 1, tzinfo=UTC), version="1", acl=acl,
+        )
+        texts = [" ".join(rng.choice(vocabulary, 80)) for _ in range(CHUNKS_PER_DOCUMENT)]
+        batch = [
+            Chunk(f"{doc.id}#{i}", doc.id, i, ("Section",), text, f"Page {d} › Section")
+            for i, text in enumerate(texts)
+        ]
+        dense = rng.normal(size=(CHUNKS_PER_DOCUMENT, LocalE5Embedder.dim)).astype(np.float32)
+        dense /= np.linalg.norm(dense, axis=1, keepdims=True)
+        index.replace_document(doc, batch, dense, [document_vector(t) for t in texts])
+    index.flush()
+    index.close()
+    return time.perf_counter() - started
+
+
+def measure(path: Path, queries: int, seed: int = 11) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    index = EdgeIndex(path, LocalE5Embedder.dim)
+    principals = org_wide(["acme.com"])
+    reopen = time.perf_counter()
+    index.search_dense(np.ones(LocalE5Embedder.dim, np.float32) / 20, principals, 1)  # warm-up
+    warm_seconds = time.perf_counter() - reopen
+    timings = []
+    for _ in range(queries):
+        vector = rng.normal(size=LocalE5Embedder.dim).astype(np.float32)
+        vector /= np.linalg.norm(vector)
+        question = " ".join(f"term{i}" for i in rng.integers(0, 20_000, 5))
+        started = time.perf_counter()
+        dense = index.search_dense(vector, principals, 50)
+        sparse = index.search_sparse(query_vector(question), principals, 50)
+        fused = rrf(list(zip((dense, sparse), fusion_weights(question), strict=True)))[:10]
+        timings.append(time.perf_counter() - started)
+        assert all(h.document_id.startswith("bench:") for h in fused)
+    index.close()
+    ms = np.array(timings) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "first_search_after_open_s": warm_seconds}
+
+
+def query_embedding_ms(samples: int = 30) -> dict[str, float]:
+    model = LocalE5Embedder()
+    questions = ["How many days of annual leave do I get?", "연차 이월 한도는 며칠인가요?",
+                 "How do I roll back a production deploy?"]
+    timings = []
+    for i in range(samples):
+        started = time.perf_counter()
+        model.embed_query(questions[i % len(questions)])
+        timings.append(time.perf_counter() - started)
+    ms = np.array(timings) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def ask_peak_memory(data_dir: Path) -> dict[str, object]:
+    env = {**os.environ, "RAGBOT_DATA_DIR": str(data_dir), "RAGBOT_ORG_DOMAINS": "acme.com"}
+    for name in ("REDIS_URL", "QDRANT_URL", "OPENAI_API_KEY"):
+        env.pop(name, None)
+    ragbot = str(Path(sys.executable).parent / "ragbot")
+    started = time.perf_counter()
+    result = subprocess.run([ragbot, "ask", "term1 term2 휴가", "--json"], env=env,
+                            capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"peak_rss_mb": round(peak_kib / 1024, 1), "wall_s": round(seconds, 2),
+            "abstained": json.loads(result.stdout)["abstained"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=500)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ragbot-bench-") as tmp:
+        data_dir = Path(tmp)
+        path = data_dir / "index" / LocalE5Embedder.name
+        build_seconds = build(path, args.chunks)
+        print(f"built {args.chunks} chunks in {build_seconds:.1f} s")
+        search = measure(path, args.queries)
+        print(f"hybrid + ACL search (no embedding): p50 {search['p50_ms']:.2f} ms, "
+              f"p99 {search['p99_ms']:.2f} ms; first search after open "
+              f"{search['first_search_after_open_s']:.2f} s")
+        embedding = query_embedding_ms()
+        print(f"query embedding (local model): p50 {embedding['p50_ms']:.1f} ms, "
+              f"p99 {embedding['p99_ms']:.1f} ms")
+        memory = ask_peak_memory(data_dir)
+        print(f"`ragbot ask` with {args.chunks} chunks: peak RSS {memory['peak_rss_mb']} MB, "
+              f"{memory['wall_s']} s wall")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Chat front doors (Slack, Teams) and answer rendering. Knows nothing of the index."""
