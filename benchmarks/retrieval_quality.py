@@ -24,15 +24,23 @@ def main() -> None:
     chunker = Chunker(counter_for_model("gpt-4o-mini"))
     for name in SETS:
         result = evaluate(
-            eval_dir / name / "corpus.jsonl", eval_dir / name / "queries.jsonl", 10, embedder, chunker
+            eval_dir / name / "corpus.jsonl",
+            eval_dir / name / "queries.jsonl",
+            10,
+            embedder,
+            chunker,
         )
-        print(f"## {name}: {result['n']} questions, {result['documents']} documents, "
-              f"{result['chunks']} chunks, indexed in {result['index_seconds']} s "
-              f"({result['embed_seconds']} s embedding)")
+        print(
+            f"## {name}: {result['n']} questions, {result['documents']} documents, "
+            f"{result['chunks']} chunks, indexed in {result['index_seconds']} s "
+            f"({result['embed_seconds']} s embedding)"
+        )
         for mode in ("dense", "sparse", "hybrid"):
             m = result[mode]
-            print(f"{mode:<7} hit@5 {m['hit@5']:.3f}  hit@10 {m['hit@10']:.3f}  "
-                  f"mrr@10 {m['mrr@10']:.3f}  ({m['ms_per_query']} ms/query)")
+            print(
+                f"{mode:<7} hit@5 {m['hit@5']:.3f}  hit@10 {m['hit@10']:.3f}  "
+                f"mrr@10 {m['mrr@10']:.3f}  ({m['ms_per_query']} ms/query)"
+            )
         print(json.dumps(result))
 
 

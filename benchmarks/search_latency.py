@@ -48,8 +48,14 @@ def build(path: Path, chunks: int, seed: int = 7) -> float:
     for d in range(chunks // CHUNKS_PER_DOCUMENT):
         acl = ACLS[int(rng.choice(len(ACLS), p=weights))][1]
         doc = Document(
-            id=f"bench:{d}", source="confluence", title=f"Page {d}", url=f"https://wiki/{d}",
-            text="", updated_at=datetime(2026, 11, 1, tzinfo=UTC), version="1", acl=acl,
+            id=f"bench:{d}",
+            source="confluence",
+            title=f"Page {d}",
+            url=f"https://wiki/{d}",
+            text="",
+            updated_at=datetime(2026, 11, 1, tzinfo=UTC),
+            version="1",
+            acl=acl,
         )
         texts = [" ".join(rng.choice(vocabulary, 80)) for _ in range(CHUNKS_PER_DOCUMENT)]
         batch = [
@@ -84,14 +90,20 @@ def measure(path: Path, queries: int, seed: int = 11) -> dict[str, float]:
         assert all(h.document_id.startswith("bench:") for h in fused)
     index.close()
     ms = np.array(timings) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "first_search_after_open_s": warm_seconds}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "first_search_after_open_s": warm_seconds,
+    }
 
 
 def query_embedding_ms(samples: int = 30) -> dict[str, float]:
     model = LocalE5Embedder()
-    questions = ["How many days of annual leave do I get?", "연차 이월 한도는 며칠인가요?",
-                 "How do I roll back a production deploy?"]
+    questions = [
+        "How many days of annual leave do I get?",
+        "연차 이월 한도는 며칠인가요?",
+        "How do I roll back a production deploy?",
+    ]
     timings = []
     for i in range(samples):
         started = time.perf_counter()
@@ -107,12 +119,20 @@ def ask_peak_memory(data_dir: Path) -> dict[str, object]:
         env.pop(name, None)
     ragbot = str(Path(sys.executable).parent / "ragbot")
     started = time.perf_counter()
-    result = subprocess.run([ragbot, "ask", "term1 term2 휴가", "--json"], env=env,
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [ragbot, "ask", "term1 term2 휴가", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     seconds = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"peak_rss_mb": round(peak_kib / 1024, 1), "wall_s": round(seconds, 2),
-            "abstained": json.loads(result.stdout)["abstained"]}
+    return {
+        "peak_rss_mb": round(peak_kib / 1024, 1),
+        "wall_s": round(seconds, 2),
+        "abstained": json.loads(result.stdout)["abstained"],
+    }
 
 
 def main() -> None:
@@ -126,15 +146,21 @@ def main() -> None:
         build_seconds = build(path, args.chunks)
         print(f"built {args.chunks} chunks in {build_seconds:.1f} s")
         search = measure(path, args.queries)
-        print(f"hybrid + ACL search (no embedding): p50 {search['p50_ms']:.2f} ms, "
-              f"p99 {search['p99_ms']:.2f} ms; first search after open "
-              f"{search['first_search_after_open_s']:.2f} s")
+        print(
+            f"hybrid + ACL search (no embedding): p50 {search['p50_ms']:.2f} ms, "
+            f"p99 {search['p99_ms']:.2f} ms; first search after open "
+            f"{search['first_search_after_open_s']:.2f} s"
+        )
         embedding = query_embedding_ms()
-        print(f"query embedding (local model): p50 {embedding['p50_ms']:.1f} ms, "
-              f"p99 {embedding['p99_ms']:.1f} ms")
+        print(
+            f"query embedding (local model): p50 {embedding['p50_ms']:.1f} ms, "
+            f"p99 {embedding['p99_ms']:.1f} ms"
+        )
         memory = ask_peak_memory(data_dir)
-        print(f"`ragbot ask` with {args.chunks} chunks: peak RSS {memory['peak_rss_mb']} MB, "
-              f"{memory['wall_s']} s wall")
+        print(
+            f"`ragbot ask` with {args.chunks} chunks: peak RSS {memory['peak_rss_mb']} MB, "
+            f"{memory['wall_s']} s wall"
+        )
 
 
 if __name__ == "__main__":
