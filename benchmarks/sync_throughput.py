@@ -57,11 +57,12 @@ def main() -> None:
         )
         first = syncer.sync(FilesConnector(folder))
         overhead = first.seconds - first.embed_seconds
+        embed_share = 100 * first.embed_seconds / first.seconds
         print(
             f"first sync: {count} documents, {first.chunks_embedded} chunks in "
             f"{first.seconds:.1f} s = {first.chunks_embedded / first.seconds:.1f} chunks/s; "
-            f"embedding {first.embed_seconds:.1f} s ({100 * first.embed_seconds / first.seconds:.1f}%), "
-            f"parse + chunk + write {overhead:.1f} s ({100 * overhead / first.seconds:.1f}%)"
+            f"embedding {first.embed_seconds:.1f} s ({embed_share:.1f}%), "
+            f"parse + chunk + write {overhead:.1f} s ({100 - embed_share:.1f}%)"
         )
         # Past the files connector's timestamp slack, as a scheduled re-sync would be.
         time.sleep(6)
@@ -71,9 +72,7 @@ def main() -> None:
             f"documents rewritten, {again.seconds:.2f} s "
             f"({100 * again.seconds / first.seconds:.2f}% of the first sync)"
         )
-        full_read = syncer.sync(FilesConnector(folder), full=False)
         index.close()
-        assert full_read.chunks_embedded == 0
 
 
 if __name__ == "__main__":
