@@ -65,7 +65,7 @@ def build(path: Path, chunks: int, seed: int = 7) -> float:
         dense = rng.normal(size=(CHUNKS_PER_DOCUMENT, LocalE5Embedder.dim)).astype(np.float32)
         dense /= np.linalg.norm(dense, axis=1, keepdims=True)
         index.replace_document(doc, batch, dense, [document_vector(t) for t in texts])
-    index.flush()
+    index.commit()
     index.close()
     return time.perf_counter() - started
 

@@ -151,3 +151,28 @@ def test_streaming_yields_the_whole_reply_in_pieces(
     assert with_llm.chat is not None
     pieces = list(with_llm.chat.stream([{"role": "user", "content": "hi"}]))
     assert len(pieces) > 1 and "".join(pieces) == "Sixteen weeks for birthing parents [1]."
+
+
+def test_passages_of_one_document_share_one_citation() -> None:
+    from datetime import UTC, datetime
+
+    from workers.answer import check_citations
+    from workers.index import Hit
+
+    def passage(doc: str, n: int) -> Hit:
+        return Hit(
+            f"{doc}#{n}",
+            doc,
+            "files",
+            doc.title(),
+            f"file:///{doc}",
+            datetime.now(UTC),
+            "text",
+            doc,
+            1.0,
+        )
+
+    sources = [passage("leave", 0), passage("travel", 0), passage("leave", 1)]
+    text, refs = check_citations("A [3][1]. B [2]. C [1] [4].", sources)
+    assert text == "A [1]. B [2]. C [1]."
+    assert [(r.n, r.document_id) for r in refs] == [(1, "leave"), (2, "travel")]

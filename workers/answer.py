@@ -110,22 +110,27 @@ def relevant_hits(
 
 
 def check_citations(text: str, sources: Sequence[Hit]) -> tuple[str, list[SourceRef]]:
-    """Drop citations of unknown sources; renumber the rest 1..m in order of first use."""
-    renumber: dict[int, int] = {}
+    """Drop citations of unknown sources; renumber the rest 1..m in order of first use.
+
+    Passages of one document share one number, so the reader sees each document once.
+    """
+    numbers: dict[str, int] = {}  # document id -> its number in the answer
+    cited: list[Hit] = []
 
     def replace(match: re.Match[str]) -> str:
         n = int(match.group(1))
         if not 1 <= n <= len(sources):
             return ""
-        renumber.setdefault(n, len(renumber) + 1)
-        return f"[{renumber[n]}]"
+        hit = sources[n - 1]
+        if hit.document_id not in numbers:
+            numbers[hit.document_id] = len(numbers) + 1
+            cited.append(hit)
+        return f"[{numbers[hit.document_id]}]"
 
     cleaned = _CITATION.sub(replace, text)
+    cleaned = re.sub(r"(\[\d+\])\1+", r"\1", cleaned)  # "[1][1]" after merging passages
     cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned).strip()
-    refs = [
-        _ref(new, sources[old - 1]) for old, new in sorted(renumber.items(), key=lambda x: x[1])
-    ]
-    return cleaned, refs
+    return cleaned, [_ref(numbers[hit.document_id], hit) for hit in cited]
 
 
 def _ref(n: int, hit: Hit) -> SourceRef:

@@ -82,6 +82,10 @@ class Index(Protocol):
 
     def stats(self, source: str) -> SourceStats: ...
 
+    def commit(self) -> None:
+        """Called after a batch of writes (a sync): make them durable and quick to search."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -167,9 +167,13 @@ class EdgeIndex:
             self._shard.optimize()
             self._dirty = False
 
-    def flush(self) -> None:
-        self._shard.flush()
-        self._optimize_if_dirty()
+    def commit(self) -> None:
+        """After a batch of writes: persist segments and merge them so searches stay fast."""
+        try:
+            self._shard.flush()
+            self._optimize_if_dirty()
+        except Exception as exc:
+            raise IndexUnavailable(f"the embedded index could not be flushed: {exc}") from exc
 
 
 def _match(key: str, value: str) -> qe.FieldCondition:

@@ -114,6 +114,9 @@ class ServerIndex:
         rows = self._scroll(source, ["document_id"])
         return SourceStats(documents=len({r["document_id"] for r in rows}), chunks=len(rows))
 
+    def commit(self) -> None:
+        """Writes are acknowledged with wait=True; the server optimises on its own."""
+
     def close(self) -> None:
         self._client.close()
 

@@ -75,6 +75,7 @@ class Syncer:
                     state.checkpoint = item.value
                     self.state.save(source, state)
             report.deleted += self._prune(connector, state)
+            self.index.commit()
         except (ConnectorError, IndexUnavailable, EmbeddingError, StateUnavailable) as exc:
             state.last_error = f"{_now()}: {exc}"
             self._save_quietly(source, state)
