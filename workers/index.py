@@ -126,11 +126,32 @@ def hit_from_payload(payload: dict[str, Any], score: float) -> Hit:
     )
 
 
-def check_batch(chunks: Sequence[Chunk], dense: Vectors, sparse: Sequence[SparseVector]) -> None:
+@dataclass(frozen=True)
+class PreparedPoint:
+    """One chunk as a backend writes it: id, both vectors and the payload."""
+
+    id: str
+    dense: list[float]
+    sparse: SparseVector
+    payload: dict[str, Any]
+
+
+def prepare_points(
+    document: Document, chunks: Sequence[Chunk], dense: Vectors, sparse: Sequence[SparseVector]
+) -> list[PreparedPoint]:
     if not len(chunks) == len(dense) == len(sparse):
         raise ValueError(
             f"{len(chunks)} chunks but {len(dense)} dense and {len(sparse)} sparse vectors"
         )
+    return [
+        PreparedPoint(
+            id=point_id(document.id, document.version, chunk.ordinal),
+            dense=[float(x) for x in dense_row],
+            sparse=sparse_row,
+            payload=chunk_payload(document, chunk),
+        )
+        for chunk, dense_row, sparse_row in zip(chunks, dense, sparse, strict=True)
+    ]
 
 
 def collect_versions(rows: Iterable[dict[str, Any]]) -> dict[str, set[str]]:

@@ -23,11 +23,9 @@ from workers.index import (
     Hit,
     IndexUnavailable,
     SourceStats,
-    check_batch,
-    chunk_payload,
     collect_versions,
     hit_from_payload,
-    point_id,
+    prepare_points,
 )
 from workers.sparse import SparseVector
 
@@ -66,17 +64,13 @@ class EdgeIndex:
         dense: Vectors,
         sparse: Sequence[SparseVector],
     ) -> None:
-        check_batch(chunks, dense, sparse)
         points = [
             qe.Point(
-                id=point_id(document.id, document.version, chunk.ordinal),
-                vector={
-                    DENSE: [float(x) for x in dense_row],
-                    SPARSE: qe.SparseVector(indices=sv.indices, values=sv.values),
-                },
-                payload=chunk_payload(document, chunk),
+                id=p.id,
+                vector={DENSE: p.dense, SPARSE: qe.SparseVector(p.sparse.indices, p.sparse.values)},
+                payload=p.payload,
             )
-            for chunk, dense_row, sv in zip(chunks, dense, sparse, strict=True)
+            for p in prepare_points(document, chunks, dense, sparse)
         ]
         if points:
             self._update(qe.UpdateOperation.upsert_points(points))

@@ -22,11 +22,9 @@ from workers.index import (
     Hit,
     IndexUnavailable,
     SourceStats,
-    check_batch,
-    chunk_payload,
     collect_versions,
     hit_from_payload,
-    point_id,
+    prepare_points,
 )
 from workers.sparse import SparseVector
 
@@ -67,17 +65,16 @@ class ServerIndex:
         dense: Vectors,
         sparse: Sequence[SparseVector],
     ) -> None:
-        check_batch(chunks, dense, sparse)
         points = [
             models.PointStruct(
-                id=point_id(document.id, document.version, chunk.ordinal),
+                id=p.id,
                 vector={
-                    DENSE: [float(x) for x in dense_row],
-                    SPARSE: models.SparseVector(indices=sv.indices, values=sv.values),
+                    DENSE: p.dense,
+                    SPARSE: models.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
                 },
-                payload=chunk_payload(document, chunk),
+                payload=p.payload,
             )
-            for chunk, dense_row, sv in zip(chunks, dense, sparse, strict=True)
+            for p in prepare_points(document, chunks, dense, sparse)
         ]
         stale = models.Filter(
             must=[_match("document_id", document.id)],
