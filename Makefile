@@ -23,13 +23,21 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
+DEMO_QUESTIONS := "How many days of annual leave do I get after 4 years?" \
+	"연차 이월 한도는 며칠인가요?" "How do I roll back a production deploy?" \
+	"What is the salary range for a Staff Engineer?"
+
 demo: install
-	$(DEMO_ENV) $(BIN)/ragbot sync files
-	$(DEMO_ENV) $(BIN)/ragbot ask "How many days of annual leave do I get after 4 years?"
-	$(DEMO_ENV) $(BIN)/ragbot ask "연차 이월 한도는 며칠인가요?"
-	$(DEMO_ENV) $(BIN)/ragbot ask "What is the salary range for a Staff Engineer?"
-	$(DEMO_ENV) $(BIN)/ragbot ask --as dana@acme.com "What is the salary range for a Staff Engineer?"
-	$(DEMO_ENV) $(BIN)/ragbot status
+	@echo '$$ ragbot sync files'
+	@$(DEMO_ENV) $(BIN)/ragbot sync files
+	@for question in $(DEMO_QUESTIONS); do \
+		echo; echo "\$$ ragbot ask \"$$question\""; \
+		$(DEMO_ENV) $(BIN)/ragbot ask "$$question" || exit 1; \
+	done
+	@echo; echo '$$ ragbot ask --as dana@acme.com "What is the salary range for a Staff Engineer?"'
+	@$(DEMO_ENV) $(BIN)/ragbot ask --as dana@acme.com "What is the salary range for a Staff Engineer?"
+	@echo; echo '$$ ragbot status'
+	@$(DEMO_ENV) $(BIN)/ragbot status
 
 lint: install-test
 	$(BIN)/ruff check .

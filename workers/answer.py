@@ -169,7 +169,8 @@ def extractive_text(question: str, hits: Sequence[Hit]) -> str:
     lead = "문서에서 찾은 내용입니다:" if korean else "Here is what the documents say:"
     parts = [lead]
     for _, number, _, block in best:
-        parts.append(f"{block}\n[{number}]" if block.startswith("|") else f"{block} [{number}]")
+        ends_in_table_or_code = block.rsplit("\n", 1)[-1].lstrip().startswith(("|", "```"))
+        parts.append(f"{block}\n[{number}]" if ends_in_table_or_code else f"{block} [{number}]")
     return "\n\n".join(parts)
 
 
