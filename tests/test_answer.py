@@ -148,8 +148,8 @@ def test_streaming_yields_the_whole_reply_in_pieces(
     with_llm: AnswerService, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = lambda messages: "Sixteen weeks for birthing parents [1]."
-    assert with_llm.chat is not None
-    pieces = list(with_llm.chat.stream([{"role": "user", "content": "hi"}]))
+    assert with_llm.writer is not None
+    pieces = list(with_llm.writer.chat.stream([{"role": "user", "content": "hi"}]))
     assert len(pieces) > 1 and "".join(pieces) == "Sixteen weeks for birthing parents [1]."
 
 

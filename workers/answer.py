@@ -207,22 +207,31 @@ def _split_blocks(text: str) -> list[str]:
     return [b for b in blocks if b]
 
 
-class AnswerService:
-    """Retrieves, prompts or extracts, and checks the answer's citations."""
+@dataclass(frozen=True)
+class Writer:
+    """The chat model and the token budget it writes answers within."""
 
-    def __init__(
-        self,
-        retriever: Retriever,
-        counter: TokenCounter,
-        chat: ChatModel | None,
-        context_tokens: int,
-        answer_tokens: int,
-    ) -> None:
+    chat: ChatModel
+    counter: TokenCounter
+    context_tokens: int
+    answer_tokens: int
+
+    def write(
+        self, question: str, hits: Sequence[Hit], history: Sequence[Turn]
+    ) -> tuple[str, list[Hit]]:
+        """The model's answer and the numbered sources it was shown."""
+        prompt = build_prompt(
+            question, hits, history, self.counter, self.context_tokens, self.answer_tokens
+        )
+        return self.chat.complete(prompt.messages), prompt.sources
+
+
+class AnswerService:
+    """Retrieves, writes (with a chat model) or extracts, and checks the answer's citations."""
+
+    def __init__(self, retriever: Retriever, writer: Writer | None) -> None:
         self.retriever = retriever
-        self.counter = counter
-        self.chat = chat
-        self.context_tokens = context_tokens
-        self.answer_tokens = answer_tokens
+        self.writer = writer
 
     def answer(
         self, question: str, principals: Collection[str], history: Sequence[Turn] = ()
@@ -234,16 +243,11 @@ class AnswerService:
         hits = relevant_hits(query, retrieval, embedder.close_similarity, embedder.floor_similarity)
         if not hits:
             return abstention(question)
-        if self.chat is None:
-            text = extractive_text(question, hits)
-            cited_hits = hits
+        if self.writer is None:
+            text, shown = extractive_text(question, hits), hits
         else:
-            prompt = build_prompt(
-                question, hits, history, self.counter, self.context_tokens, self.answer_tokens
-            )
-            text = self.chat.complete(prompt.messages)
-            cited_hits = prompt.sources
-        cleaned, refs = check_citations(text, cited_hits)
+            text, shown = self.writer.write(question, hits, history)
+        cleaned, refs = check_citations(text, shown)
         if not refs:
             return abstention(question)
         return Answer(text=cleaned, abstained=False, sources=refs)

@@ -1,7 +1,7 @@
 """Builds the pipeline's parts from Settings: the one place that chooses implementations.
 
-Heavy parts (embedding model, index) are created on first use and closed with the runtime, so
-commands that need neither (status without an index, help) start instantly.
+Heavy parts (embedding model, index, tokenizer, the Qdrant server client) are created on first
+use and closed with the runtime, so each command pays only for what it uses.
 """
 
 from __future__ import annotations
@@ -11,16 +11,14 @@ from types import TracebackType
 
 import openai
 import redis
-from qdrant_client import QdrantClient
 
 from connectors.base import Connector
 from connectors.files import FilesConnector
-from workers.answer import AnswerService
+from workers.answer import AnswerService, Writer
 from workers.chunking import Chunker
 from workers.embed import Embedder, LocalE5Embedder, OpenAIEmbedder
 from workers.index import Index
 from workers.index_edge import EdgeIndex
-from workers.index_server import ServerIndex
 from workers.llm import ChatModel, context_window, make_client
 from workers.retrieve import Retriever
 from workers.settings import Settings
@@ -86,6 +84,11 @@ class Runtime:
     def _open_index(self) -> Index:
         settings = self.settings
         if settings.qdrant_url:
+            # Imported here: the client and its gRPC stack cost ~80 MB unused when embedded.
+            from qdrant_client import QdrantClient
+
+            from workers.index_server import ServerIndex
+
             api_key = (
                 settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
             )
@@ -108,22 +111,18 @@ class Runtime:
         return Syncer(self.index, self.embedder, self.chunker, self.state)
 
     def answer_service(self) -> AnswerService:
-        chat = None
+        writer = None
         if self.settings.llm_configured:
-            chat = ChatModel(
-                self.openai_client,
-                self.settings.ragbot_chat_model,
-                max_tokens=self.settings.ragbot_answer_tokens,
+            model = self.settings.ragbot_chat_model
+            writer = Writer(
+                chat=ChatModel(
+                    self.openai_client, model, max_tokens=self.settings.ragbot_answer_tokens
+                ),
+                counter=self.counter,
+                context_tokens=context_window(model, self.settings.ragbot_context_tokens),
+                answer_tokens=self.settings.ragbot_answer_tokens,
             )
-        return AnswerService(
-            Retriever(self.embedder, self.index),
-            self.counter,
-            chat,
-            context_tokens=context_window(
-                self.settings.ragbot_chat_model, self.settings.ragbot_context_tokens
-            ),
-            answer_tokens=self.settings.ragbot_answer_tokens,
-        )
+        return AnswerService(Retriever(self.embedder, self.index), writer)
 
     def configured_sources(self) -> list[str]:
         return [name for name in SOURCES if self._configured(name)]
