@@ -62,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="documents, chunks and sync health per source")
     status.add_argument("--json", action="store_true")
 
+    serve = commands.add_parser("serve", help="the HTTP front door (Slack events, health, metrics)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
+
+    worker = commands.add_parser("worker", help="a Celery worker (all queues unless -Q)")
+    worker.add_argument("-Q", "--queues", default="answer,index", help="default: answer,index")
+
+    commands.add_parser("beat", help="the Celery beat scheduler (periodic syncs)")
+
     ev = commands.add_parser("eval", help="retrieval quality on a question set")
     ev.add_argument("--corpus", type=Path, required=True)
     ev.add_argument("--queries", type=Path, required=True)
@@ -71,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "worker":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.celery_args = extra  # `ragbot worker` passes other options on to Celery
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -84,7 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         with Runtime(settings) as runtime:
-            handler = {"sync": _sync, "ask": _ask, "status": _status, "eval": _eval}
+            handler = {
+                "sync": _sync,
+                "ask": _ask,
+                "status": _status,
+                "eval": _eval,
+                "serve": _serve,
+                "worker": _worker,
+                "beat": _beat,
+            }
             return handler[args.command](runtime, args)
     except EXPECTED_FAILURES as exc:
         print(f"ragbot: {exc}", file=sys.stderr)
@@ -145,6 +166,35 @@ def _status(runtime: Runtime, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     for row in rows:
         print("\n".join(row.lines(now)))
+    return 0
+
+
+def _serve(runtime: Runtime, args: argparse.Namespace) -> int:
+    from bot.server import serve
+
+    serve(runtime.settings, args.host, args.port)
+    return 0
+
+
+def _worker(runtime: Runtime, args: argparse.Namespace) -> int:
+    if not runtime.settings.redis_url:
+        raise NotConfigured(
+            "a worker needs REDIS_URL (without it, tasks run inside `ragbot serve`)"
+        )
+    from workers.celery_app import app
+
+    app.worker_main(["worker", "--loglevel=INFO", "-Q", args.queues, *args.celery_args])
+    return 0
+
+
+def _beat(runtime: Runtime, args: argparse.Namespace) -> int:
+    if not runtime.settings.redis_url:
+        raise NotConfigured("beat needs REDIS_URL")
+    from workers.celery_app import app
+
+    schedule = runtime.settings.ragbot_data_dir / "celerybeat-schedule"
+    runtime.settings.ragbot_data_dir.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", "--loglevel=INFO", "--schedule", str(schedule)])
     return 0
 
 

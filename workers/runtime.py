@@ -29,6 +29,11 @@ from workers.tokens import BpeTokenCounter, counter_for_model
 SOURCES = ("files", "confluence", "gdrive")
 
 
+def configured_sources(settings: Settings) -> list[str]:
+    """The sources this deployment indexes, in a stable order."""
+    return ["files"] if settings.files_path is not None else []
+
+
 class NotConfigured(Exception):
     """A command needs a source or service that the environment does not configure."""
 
@@ -125,10 +130,10 @@ class Runtime:
         return AnswerService(Retriever(self.embedder, self.index), writer)
 
     def configured_sources(self) -> list[str]:
-        return [name for name in SOURCES if self._configured(name)]
+        return configured_sources(self.settings)
 
     def _configured(self, name: str) -> bool:
-        return name == "files" and self.settings.files_path is not None
+        return name in configured_sources(self.settings)
 
     def connector(self, name: str) -> Connector:
         if name not in SOURCES:

@@ -1,0 +1,157 @@
+"""Answers -> chat messages. Size limits of each platform live here and nowhere else.
+
+Slack: a section's text holds at most 3,000 characters and a message at most 50 blocks, so a
+long answer becomes several sections, and if need be several messages in the same thread.
+Citations `[n]` become links to the source; the Sources list says how fresh each source is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from workers.answer import Answer, SourceRef
+from workers.freshness import age_text
+
+SLACK_SECTION_CHARS = 3000
+SLACK_MESSAGE_BLOCKS = 50
+SLACK_FALLBACK_CHARS = 300
+FEEDBACK_UP = "feedback_up"
+FEEDBACK_DOWN = "feedback_down"
+
+Block = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    text: str  # notification and screen-reader fallback
+    blocks: list[Block]
+
+
+def slack_mrkdwn(markdown: str, sources: Sequence[SourceRef]) -> str:
+    """Markdown -> Slack mrkdwn: links, bold, headings; tables shown as preformatted text."""
+    urls = {s.n: s.url for s in sources}
+    out: list[str] = []
+    table: list[str] = []
+    in_fence = False
+    for line in markdown.split("\n"):
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+            out.append("```")
+            continue
+        if in_fence:
+            out.append(line)
+            continue
+        if line.lstrip().startswith("|"):
+            if not re.fullmatch(r"\s*\|?[\s:|-]+\|?\s*", line):
+                table.append(line.strip())
+            continue
+        if table:
+            out.append("```\n" + "\n".join(table) + "\n```")
+            table = []
+        out.append(_inline(line, urls))
+    if table:
+        out.append("```\n" + "\n".join(table) + "\n```")
+    return "\n".join(out).strip()
+
+
+def _inline(line: str, urls: dict[int, str]) -> str:
+    line = re.sub(r"^#{1,6}\s+(.*)$", r"*\1*", line)
+    line = re.sub(r"\*\*(.+?)\*\*", r"*\1*", line)
+    line = re.sub(r"\[([^\]]+)\]\((https?://[^)\s]+)\)", r"<\2|\1>", line)
+
+    def cite(match: re.Match[str]) -> str:
+        url = urls.get(int(match.group(1)), "")
+        return (
+            f"<{url}|[{match.group(1)}]>"
+            if url.startswith(("http://", "https://"))
+            else match.group(0)
+        )
+
+    return re.sub(r"\[(\d{1,3})\](?!\()", cite, line)
+
+
+def _sections(text: str, limit: int = SLACK_SECTION_CHARS) -> list[str]:
+    """Split on paragraph, then line, then hard boundaries so each piece fits one section."""
+    pieces: list[str] = []
+    current = ""
+    for paragraph in text.split("\n\n"):
+        candidate = f"{current}\n\n{paragraph}" if current else paragraph
+        if len(candidate) <= limit:
+            current = candidate
+            continue
+        if current:
+            pieces.append(current)
+        while len(paragraph) > limit:
+            cut = paragraph.rfind("\n", 0, limit)
+            cut = cut if cut > 0 else limit
+            pieces.append(paragraph[:cut])
+            paragraph = paragraph[cut:].lstrip("\n")
+        current = paragraph
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _source_line(source: SourceRef, now: datetime) -> str:
+    title = source.title.replace("<", "‹").replace(">", "›")
+    label = f"<{source.url}|{title}>" if source.url.startswith(("http://", "https://")) else title
+    return f"[{source.n}] {label} · {source.source} · {age_text(source.updated_at, now)}"
+
+
+def slack_answer(
+    answer: Answer, question_id: str, now: datetime | None = None
+) -> list[SlackMessage]:
+    """The answer as one or more thread messages (more only when it exceeds 50 blocks)."""
+    now = now or datetime.now(UTC)
+    body = slack_mrkdwn(answer.text, answer.sources)
+    blocks: list[Block] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": piece}} for piece in _sections(body)
+    ]
+    if answer.sources:
+        lines = "\n".join(_source_line(s, now) for s in answer.sources)
+        for piece in _sections(f"*Sources*\n{lines}"):
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": piece}]})
+    if not answer.abstained:
+        blocks.append(feedback_block(question_id))
+    messages: list[SlackMessage] = []
+    for start in range(0, len(blocks), SLACK_MESSAGE_BLOCKS):
+        part = blocks[start : start + SLACK_MESSAGE_BLOCKS]
+        messages.append(SlackMessage(text=_fallback(answer.text), blocks=part))
+    return messages
+
+
+def feedback_block(question_id: str) -> Block:
+    return {
+        "type": "actions",
+        "block_id": "feedback",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": FEEDBACK_UP,
+                "value": question_id,
+                "text": {"type": "plain_text", "emoji": True, "text": "👍 Helpful"},
+            },
+            {
+                "type": "button",
+                "action_id": FEEDBACK_DOWN,
+                "value": question_id,
+                "text": {"type": "plain_text", "emoji": True, "text": "👎 Not helpful"},
+            },
+        ],
+    }
+
+
+def slack_notice(text: str) -> SlackMessage:
+    """A short status or apology, as plain mrkdwn."""
+    return SlackMessage(
+        text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    )
+
+
+def _fallback(text: str) -> str:
+    plain = re.sub(r"\s+", " ", re.sub(r"[`*|#>]", "", text)).strip()
+    return plain if len(plain) <= SLACK_FALLBACK_CHARS else plain[: SLACK_FALLBACK_CHARS - 1] + "…"

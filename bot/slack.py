@@ -1,0 +1,202 @@
+"""Slack listeners (Bolt): mentions, DMs, thread follow-ups, `/ragbot`, feedback buttons.
+
+Bolt verifies each request's signature and acknowledges events at once; the listeners then
+claim the question in Redis (so Slack's retries and the `app_mention` + `message` pair for one
+message answer once), post a "Searching…" placeholder in the thread and enqueue the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shlex
+import time
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import metrics
+from bot.dispatch import Dispatcher
+from bot.render import FEEDBACK_DOWN, FEEDBACK_UP
+from bot.slack_questions import SlackQuestion
+from workers.kv import KeyValue
+from workers.runtime import SOURCES, configured_sources
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER = "Searching the docs… :mag:"
+THREAD_MEMORY_SECONDS = 7 * 86400
+# Message subtypes that are still a person asking; everything else (edits, deletions, joins,
+# bot messages) is ignored.
+QUESTION_SUBTYPES = {None, "file_share", "thread_broadcast"}
+HELP = (
+    "*Ask me about our docs:* mention me in a channel, DM me, or reply in a thread I answered.\n"
+    "`/ragbot ask <question>` answers just for you.\n"
+    "Admins: `/ragbot status` · `/ragbot reindex [files|confluence|gdrive] [--full]`"
+)
+_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+
+
+def question_text(text: str) -> str:
+    return _MENTION.sub("", text or "").strip()
+
+
+class SlackFrontDoor:
+    def __init__(self, settings: Settings, kv: KeyValue, dispatcher: Dispatcher) -> None:
+        self.settings = settings
+        self.kv = kv
+        self.dispatcher = dispatcher
+        self.ttl = settings.ragbot_idempotency_ttl_seconds
+        assert settings.slack_bot_token is not None and settings.slack_signing_secret is not None
+        client = AsyncWebClient(
+            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+        )
+        client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+        self.app = AsyncApp(
+            client=client,
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            process_before_response=False,
+        )
+        self.app.event("app_mention")(self.on_mention)
+        self.app.event("message")(self.on_message)
+        self.app.command("/ragbot")(self.on_command)
+        self.app.action(FEEDBACK_UP)(self.on_feedback)
+        self.app.action(FEEDBACK_DOWN)(self.on_feedback)
+
+    async def on_mention(
+        self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        await self._take_question(event, body, client, kind="mention")
+
+    async def on_message(
+        self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        if event.get("subtype") not in QUESTION_SUBTYPES or event.get("bot_id"):
+            return
+        if event.get("channel_type") == "im":
+            await self._take_question(event, body, client, kind="dm")
+            return
+        thread_ts = event.get("thread_ts")
+        team = self._team(event, body)
+        if thread_ts and self.kv.get(f"slack:thread:{team}:{event['channel']}:{thread_ts}"):
+            await self._take_question(event, body, client, kind="follow_up")
+
+    async def _take_question(
+        self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient, kind: str
+    ) -> None:
+        started = time.perf_counter()
+        team, channel, ts = self._team(event, body), event["channel"], event["ts"]
+        # One key per message: Slack's retries and the app_mention/message pair share it.
+        if not self.kv.claim(f"slack:msg:{team}:{channel}:{ts}", self.ttl):
+            metrics.DUPLICATES.labels("slack").inc()
+            return
+        if body.get("event_id"):
+            self.kv.claim(f"slack:event:{body['event_id']}", self.ttl)
+        thread_ts = event.get("thread_ts") or ts
+        text = question_text(event.get("text", ""))
+        if not text:
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=HELP)
+            return
+        self.kv.put(f"slack:thread:{team}:{channel}:{thread_ts}", "1", THREAD_MEMORY_SECONDS)
+        try:
+            posted = await client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, text=PLACEHOLDER
+            )
+            placeholder = str(posted.get("ts")) if posted.get("ts") else None
+        except Exception as exc:  # the answer still comes, as a new message
+            log.warning("placeholder failed in %s: %s", channel, exc.__class__.__name__)
+            metrics.ERRORS.labels("slack", "placeholder").inc()
+            placeholder = None
+        question = SlackQuestion(
+            team_id=team,
+            channel_id=channel,
+            user_id=event.get("user", ""),
+            text=text,
+            message_ts=ts,
+            thread_ts=thread_ts,
+            is_direct=event.get("channel_type") == "im",
+            placeholder_ts=placeholder,
+        )
+        await self.dispatcher.send("ragbot.answer_slack", question.to_payload())
+        metrics.QUESTIONS.labels("slack", kind).inc()
+        metrics.ENQUEUE_LATENCY.labels("slack").observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _team(event: dict[str, Any], body: dict[str, Any]) -> str:
+        return str(body.get("team_id") or event.get("team") or "")
+
+    async def on_command(self, ack: Any, command: dict[str, Any], client: AsyncWebClient) -> None:
+        try:
+            words = shlex.split(command.get("text") or "")
+        except ValueError:
+            words = (command.get("text") or "").split()
+        verb = words[0].lower() if words else "help"
+        response_url = command.get("response_url")
+        if verb == "ask" and len(words) > 1:
+            await ack("Searching the docs… (only you can see this answer)")
+            question = SlackQuestion(
+                team_id=command.get("team_id", ""),
+                channel_id=command.get("channel_id", ""),
+                user_id=command.get("user_id", ""),
+                text=" ".join(words[1:]),
+                message_ts=command.get("trigger_id", "") or str(time.time()),
+                thread_ts="",
+                is_direct=True,
+                response_url=response_url,
+            )
+            await self.dispatcher.send("ragbot.answer_slack", question.to_payload())
+            metrics.QUESTIONS.labels("slack", "command").inc()
+            return
+        if verb not in ("status", "reindex"):
+            await ack(HELP)
+            return
+        if not await self._is_admin(command.get("user_id", ""), client):
+            await ack("Sorry, only ragbot admins can do that. Ask me a question instead!")
+            return
+        if verb == "status":
+            await ack("Checking the sources…")
+            await self.dispatcher.send("ragbot.admin_status", response_url)
+            return
+        full = "--full" in words
+        named = [w for w in words[1:] if w != "--full"]
+        sources = named or configured_sources(self.settings)
+        unknown = [s for s in sources if s not in SOURCES]
+        if unknown or not sources:
+            await ack(f"I don't know that source. Choose from: {', '.join(SOURCES)}.")
+            return
+        await ack(
+            f"Queued a {'full ' if full else ''}reindex of {', '.join(sources)}. "
+            "I'll reply here when it's done."
+        )
+        for source in sources:
+            await self.dispatcher.send("ragbot.sync_source", source, full, response_url)
+
+    async def _is_admin(self, user_id: str, client: AsyncWebClient) -> bool:
+        admins = {a.lower() for a in self.settings.ragbot_admins}
+        if user_id.lower() in admins:
+            return True
+        try:
+            info = await client.users_info(user=user_id)
+        except Exception:
+            return False
+        email = (info.get("user") or {}).get("profile", {}).get("email")
+        return bool(email) and str(email).lower() in admins
+
+    async def on_feedback(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        vote = "up" if action.get("action_id") == FEEDBACK_UP else "down"
+        question_id = str(action.get("value", ""))
+        answer = self.kv.get(f"answer:{question_id}")
+        record = {
+            "question_id": question_id,
+            "vote": vote,
+            "user": (body.get("user") or {}).get("id"),
+            "at": time.time(),
+            "answer": json.loads(answer) if answer else None,
+        }
+        self.kv.append("feedback", json.dumps(record))
+        metrics.FEEDBACK.labels("slack", vote).inc()

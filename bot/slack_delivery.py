@@ -1,0 +1,157 @@
+"""The workers' side of Slack: who is asking, where, what was said before, and posting replies.
+
+Uses the synchronous `slack_sdk.WebClient` with retry handlers for 429 (honouring
+Retry-After), 5xx and connection errors. Replies are idempotent: the answer replaces the
+question's placeholder with `chat.update`, so a task that runs twice edits one message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.render import SlackMessage
+from bot.slack_questions import SlackQuestion
+from workers.prompt import Turn
+
+log = logging.getLogger(__name__)
+
+HISTORY_MESSAGES = 10
+USER_CACHE_SECONDS = 3600
+
+
+class SlackDeliveryError(Exception):
+    """Slack refused or could not be reached after retries."""
+
+
+def make_web_client(token: str, base_url: str) -> WebClient:
+    client = WebClient(token=token, base_url=base_url, timeout=15)
+    client.retry_handlers.extend(
+        [
+            RateLimitErrorRetryHandler(max_retry_count=3),
+            ServerErrorRetryHandler(max_retry_count=2),
+            ConnectionErrorRetryHandler(max_retry_count=2),
+        ]
+    )
+    return client
+
+
+class SlackDelivery:
+    def __init__(self, client: WebClient) -> None:
+        self._client = client
+        self._bot_user_id: str | None = None
+        self._emails: dict[str, tuple[float, str | None]] = {}
+
+    def _call(self, method: str, **params: Any) -> dict[str, Any]:
+        """Call a Web API method by its name, e.g. "chat.update" -> WebClient.chat_update."""
+        try:
+            response = getattr(self._client, method.replace(".", "_"))(**params)
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response is not None else None
+            raise SlackDeliveryError(f"Slack {method} failed: {error or exc}") from exc
+        except OSError as exc:
+            raise SlackDeliveryError(f"Slack {method} unreachable: {exc}") from exc
+        return dict(response.data) if isinstance(response.data, dict) else {}
+
+    @property
+    def bot_user_id(self) -> str:
+        if self._bot_user_id is None:
+            self._bot_user_id = str(self._call("auth.test").get("user_id", ""))
+        return self._bot_user_id
+
+    def email_of(self, user_id: str) -> str | None:
+        """The asker's email from `users.info`, cached for an hour."""
+        cached = self._emails.get(user_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        user = self._call("users.info", user=user_id).get("user") or {}
+        profile = user.get("profile", {}) if isinstance(user, dict) else {}
+        email = profile.get("email") if isinstance(profile, dict) else None
+        self._emails[user_id] = (time.monotonic() + USER_CACHE_SECONDS, email)
+        return str(email) if email else None
+
+    def is_shared_externally(self, channel_id: str) -> bool:
+        """Slack Connect channels have members from other organisations."""
+        channel = self._call("conversations.info", channel=channel_id).get("channel") or {}
+        return bool(isinstance(channel, dict) and channel.get("is_ext_shared"))
+
+    def thread_history(self, question: SlackQuestion) -> list[Turn]:
+        """Earlier messages of the thread, oldest first; the bot's own are the assistant's."""
+        if question.thread_ts == question.message_ts:
+            return []
+        data = self._call(
+            "conversations.replies", channel=question.channel_id, ts=question.thread_ts, limit=50
+        )
+        messages = data.get("messages") or []
+        turns: list[Turn] = []
+        for message in messages if isinstance(messages, list) else []:
+            ts = message.get("ts")
+            if ts in (question.message_ts, question.placeholder_ts) or float(ts) > float(
+                question.message_ts
+            ):
+                continue
+            text = str(message.get("text") or "").strip()
+            if not text:
+                continue
+            from_bot = bool(message.get("bot_id")) or message.get("user") == self.bot_user_id
+            turns.append(Turn("assistant" if from_bot else "user", text))
+        return turns[-HISTORY_MESSAGES:]
+
+    def post_placeholder(self, question: SlackQuestion, text: str) -> str:
+        data = self._call(
+            "chat.postMessage", channel=question.channel_id, thread_ts=question.thread_ts, text=text
+        )
+        return str(data.get("ts"))
+
+    def deliver(self, question: SlackQuestion, messages: Sequence[SlackMessage]) -> None:
+        """Replace the placeholder with the first message; post any others in the thread."""
+        if question.response_url:
+            self._respond(question.response_url, messages)
+            return
+        first, *rest = messages
+        if question.placeholder_ts:
+            self._call(
+                "chat.update",
+                channel=question.channel_id,
+                ts=question.placeholder_ts,
+                text=first.text,
+                blocks=first.blocks,
+            )
+        else:
+            self._post(question, first)
+        for message in rest:
+            self._post(question, message)
+
+    def _post(self, question: SlackQuestion, message: SlackMessage) -> None:
+        self._call(
+            "chat.postMessage",
+            channel=question.channel_id,
+            thread_ts=question.thread_ts,
+            text=message.text,
+            blocks=message.blocks,
+            unfurl_links=False,
+        )
+
+    def _respond(self, response_url: str, messages: Sequence[SlackMessage]) -> None:
+        for message in messages:
+            payload = {
+                "response_type": "ephemeral",
+                "replace_original": False,
+                "text": message.text,
+                "blocks": message.blocks,
+            }
+            try:
+                httpx.post(response_url, json=payload, timeout=15).raise_for_status()
+            except httpx.HTTPError as exc:
+                raise SlackDeliveryError(f"Slack response_url failed: {exc}") from exc

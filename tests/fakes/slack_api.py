@@ -1,0 +1,238 @@
+"""A fake Slack Web API on loopback, plus signed-request helpers for the Events API.
+
+Answers the methods ragbot calls with Slack's payload shapes, checks the bot token, keeps the
+conversation (so `conversations.replies` sees what was posted), records every call, and replays
+scripted faults (429 with Retry-After, 5xx). `response_url` posts land in `responses`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl
+
+BOT_USER = "UBOT"
+BOT_ID = "BBOT"
+TEAM = "T0001"
+JSON_PARAMS = {"blocks", "attachments"}
+
+
+def sign(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
+    """Headers of a request signed with Slack's v0 scheme."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+@dataclass
+class SlackFault:
+    method: str
+    status: int
+    retry_after: str | None = None
+
+
+@dataclass
+class FakeSlack:
+    token: str = "xoxb-test"
+    users: dict[str, str] = field(default_factory=dict)  # user id -> email
+    external_channels: set[str] = field(default_factory=set)
+    faults: list[SlackFault] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    responses: list[dict[str, Any]] = field(default_factory=list)
+    _ts: Any = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api/"
+
+    def start(self) -> FakeSlack:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+            def do_GET(self) -> None:
+                fake._handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def next_ts(self) -> str:
+        with self._lock:
+            return f"{int(time.time())}.{next(self._ts):06d}"
+
+    def user_says(self, channel: str, text: str, user: str, thread_ts: str | None = None) -> str:
+        """A person's message, as Slack would store it; returns its ts."""
+        ts = self.next_ts()
+        message = {
+            "type": "message",
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "thread_ts": thread_ts or ts,
+        }
+        self.messages.setdefault(channel, []).append(message)
+        return ts
+
+    def called(self, method: str) -> list[dict[str, Any]]:
+        return [params for name, params in self.calls if name == method]
+
+    def bot_messages(self, channel: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages.get(channel, []) if m.get("bot_id") == BOT_ID]
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length).decode() if length else ""
+        path, _, query = h.path.partition("?")
+        if path.startswith("/respond/"):
+            self.responses.append(json.loads(raw or "{}"))
+            return _send(h, 200, {"ok": True})
+        method = path.removeprefix("/api/")
+        params: dict[str, Any] = dict(parse_qsl(query))
+        if raw:
+            if "json" in (h.headers.get("Content-Type") or ""):
+                params.update(json.loads(raw))
+            else:
+                params.update(dict(parse_qsl(raw)))
+        for key in JSON_PARAMS & params.keys():
+            if isinstance(params[key], str):
+                params[key] = json.loads(params[key])
+        with self._lock:
+            self.calls.append((method, params))
+        if h.headers.get("Authorization") != f"Bearer {self.token}":
+            return _send(h, 200, {"ok": False, "error": "invalid_auth"})
+        for fault in list(self.faults):
+            if fault.method == method:
+                self.faults.remove(fault)
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                error = "ratelimited" if fault.status == 429 else "internal_error"
+                return _send(h, fault.status, {"ok": False, "error": error}, headers)
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return _send(h, 200, {"ok": False, "error": "unknown_method"})
+        return _send(h, 200, handler(params))
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://acme.slack.com/",
+            "team": "Acme",
+            "user": "ragbot",
+            "team_id": TEAM,
+            "user_id": BOT_USER,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user = params.get("user", "")
+        if user not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        return {
+            "ok": True,
+            "user": {
+                "id": user,
+                "team_id": TEAM,
+                "is_bot": False,
+                "profile": {"email": self.users[user], "real_name": user},
+            },
+        }
+
+    def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel", "")
+        return {
+            "ok": True,
+            "channel": {
+                "id": channel,
+                "is_channel": channel.startswith("C"),
+                "is_im": channel.startswith("D"),
+                "is_shared": channel in self.external_channels,
+                "is_ext_shared": channel in self.external_channels,
+            },
+        }
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = params.get("channel", ""), params.get("ts", "")
+        thread = [
+            m
+            for m in self.messages.get(channel, [])
+            if m.get("thread_ts", m["ts"]) == ts or m["ts"] == ts
+        ]
+        return {
+            "ok": True,
+            "messages": sorted(thread, key=lambda m: float(m["ts"])),
+            "has_more": False,
+        }
+
+    def _chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel", "")
+        ts = self.next_ts()
+        message = {
+            "type": "message",
+            "bot_id": BOT_ID,
+            "user": BOT_USER,
+            "ts": ts,
+            "text": params.get("text", ""),
+            "blocks": params.get("blocks", []),
+            "thread_ts": params.get("thread_ts") or ts,
+        }
+        self.messages.setdefault(channel, []).append(message)
+        return {"ok": True, "channel": channel, "ts": ts, "message": message}
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = params.get("channel", ""), params.get("ts", "")
+        for message in self.messages.get(channel, []):
+            if message["ts"] == ts:
+                message.update(
+                    text=params.get("text", ""),
+                    blocks=params.get("blocks", []),
+                    edited={"user": BOT_USER, "ts": self.next_ts()},
+                )
+                return {"ok": True, "channel": channel, "ts": ts, "text": message["text"]}
+        return {"ok": False, "error": "message_not_found"}
+
+    def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "message_ts": self.next_ts()}
+
+
+def _send(
+    h: BaseHTTPRequestHandler,
+    status: int,
+    payload: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> None:
+    data = json.dumps(payload).encode()
+    h.send_response(status)
+    h.send_header("Content-Type", "application/json; charset=utf-8")
+    h.send_header("Content-Length", str(len(data)))
+    for key, value in (headers or {}).items():
+        h.send_header(key, value)
+    h.end_headers()
+    h.wfile.write(data)

@@ -1,0 +1,404 @@
+"""Slack end to end: signed events into `ragbot serve`, a real Celery worker process on real
+Redis, the real slack_sdk/Bolt clients against a fake Slack Web API, answers from the handbook
+through a fake OpenAI-compatible LLM."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import HANDBOOK
+from tests.fakes.openai_api import FakeOpenAI, Fault
+from tests.fakes.slack_api import BOT_USER, TEAM, FakeSlack, SlackFault, sign
+
+SECRET = "signing-secret"
+RAGBOT = str(Path(sys.executable).parent / "ragbot")
+ASKER, DANA, ADMIN = "U0ASKER", "U0DANA", "U0ADMIN"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Stack:
+    """The front door and a worker as separate processes, wired to the fakes."""
+
+    def __init__(self, env: dict[str, str], port: int, logs: Path) -> None:
+        self.env, self.port, self.logs = env, port, logs
+        self.server: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start_server(self) -> None:
+        self.server = self._spawn("serve", ["serve", "--port", str(self.port)])
+        wait_for(self._healthy, 30, "the front door")
+
+    def start_worker(self) -> None:
+        self.worker = self._spawn(
+            "worker",
+            [
+                "worker",
+                "--pool",
+                "solo",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+        )
+
+    def kill_worker(self) -> None:
+        assert self.worker is not None
+        self.worker.send_signal(signal.SIGKILL)
+        self.worker.wait(10)
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}-{time.monotonic_ns()}.log").open("wb")
+        return subprocess.Popen([RAGBOT, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        for process in (self.server, self.worker):
+            if process and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    def post_event(
+        self,
+        event: dict[str, Any],
+        event_id: str | None = None,
+        retry: int | None = None,
+        secret: str = SECRET,
+        timestamp: int | None = None,
+    ) -> httpx.Response:
+        body = json.dumps(
+            {
+                "token": "unused",
+                "team_id": TEAM,
+                "api_app_id": "A0RAGBOT",
+                "type": "event_callback",
+                "event": event,
+                "event_id": event_id or f"Ev{uuid.uuid4().hex[:10]}",
+                "event_time": int(time.time()),
+                "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+            }
+        )
+        headers = {"Content-Type": "application/json", **sign(secret, body, timestamp)}
+        if retry is not None:
+            headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        return httpx.post(self.url + "/slack/events", content=body, headers=headers, timeout=10)
+
+    def command(self, text: str, user: str, response_id: str, fake: FakeSlack) -> httpx.Response:
+        body = urlencode(
+            {
+                "token": "unused",
+                "team_id": TEAM,
+                "channel_id": "C0GENERAL",
+                "user_id": user,
+                "command": "/ragbot",
+                "text": text,
+                "trigger_id": uuid.uuid4().hex,
+                "response_url": f"{fake.url}/respond/{response_id}",
+                "api_app_id": "A0RAGBOT",
+            }
+        )
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(SECRET, body)}
+        return httpx.post(self.url + "/slack/events", content=body, headers=headers, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def fake_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack(
+        users={ASKER: "sam@acme.com", DANA: "dana@acme.com", ADMIN: "ops@acme.com"}
+    ).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    handbook_data_dir: Path,
+    redis_url: str,
+    fake_slack: FakeSlack,
+    fake_llm: FakeOpenAI,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("slack")
+    data_dir = workdir / "data"
+    shutil.copytree(handbook_data_dir, data_dir)
+    queue_db = redis_url.rsplit("/", 1)[0] + "/10"
+    redis.Redis.from_url(queue_db).flushdb()
+    env = {k: v for k, v in os.environ.items()} | {
+        "REDIS_URL": queue_db,
+        "SLACK_BOT_TOKEN": fake_slack.token,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake_slack.api_url,
+        "RAGBOT_DATA_DIR": str(data_dir),
+        "FILES_PATH": str(HANDBOOK),
+        "RAGBOT_ORG_DOMAINS": "acme.com",
+        "RAGBOT_ADMINS": ADMIN,
+        "OPENAI_API_KEY": fake_llm.api_key,
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "RAGBOT_TASK_VISIBILITY_SECONDS": "8",
+        "RAGBOT_LLM_TIMEOUT_SECONDS": "5",
+    }
+    running = Stack(env, free_port(), workdir)
+    running.start_server()
+    running.start_worker()
+    yield running
+    running.stop()
+    redis.Redis.from_url(queue_db).flushdb()
+
+
+def mention(
+    channel: str, text: str, ts: str, user: str = ASKER, thread_ts: str | None = None
+) -> dict[str, Any]:
+    event = {
+        "type": "app_mention",
+        "user": user,
+        "text": f"<@{BOT_USER}> {text}",
+        "ts": ts,
+        "channel": channel,
+        "event_ts": ts,
+    }
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+def answer_in(fake: FakeSlack, channel: str, thread_ts: str, timeout: float = 60) -> dict[str, Any]:
+    """The bot's reply in the thread once the placeholder has been replaced."""
+
+    def done() -> dict[str, Any] | None:
+        for message in fake.bot_messages(channel):
+            if message["thread_ts"] == thread_ts and message.get("edited"):
+                return message
+        return None
+
+    return wait_for(done, timeout, f"an answer in {channel}/{thread_ts}")
+
+
+def replies_in(fake: FakeSlack, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+    return [m for m in fake.bot_messages(channel) if m["thread_ts"] == thread_ts]
+
+
+def block_text(message: dict[str, Any]) -> str:
+    parts = []
+    for block in message.get("blocks", []):
+        if block["type"] == "section":
+            parts.append(block["text"]["text"])
+        elif block["type"] == "context":
+            parts += [e["text"] for e in block["elements"]]
+    return "\n".join(parts)
+
+
+def test_a_mention_gets_one_threaded_cited_answer(stack: Stack, fake_slack: FakeSlack) -> None:
+    channel = "C0GENERAL"
+    ts = fake_slack.user_says(channel, "how long is parental leave?", ASKER)
+    started = time.perf_counter()
+    response = stack.post_event(mention(channel, "How long is parental leave?", ts))
+    assert response.status_code == 200 and time.perf_counter() - started < 3
+    reply = answer_in(fake_slack, channel, ts)
+    text = block_text(reply)
+    assert "Leave Policy" in text and "[1]" in text and "updated" in text
+    assert any(b["type"] == "actions" for b in reply["blocks"]), "feedback buttons"
+    assert len(replies_in(fake_slack, channel, ts)) == 1
+
+
+def test_bad_signatures_and_stale_requests_are_refused(stack: Stack, fake_slack: FakeSlack) -> None:
+    before = len(fake_slack.called("chat.postMessage"))
+    ts = fake_slack.next_ts()
+    assert stack.post_event(mention("C0GENERAL", "hi?", ts), secret="wrong").status_code == 401
+    stale = int(time.time()) - 600
+    assert stack.post_event(mention("C0GENERAL", "hi?", ts), timestamp=stale).status_code == 401
+    unsigned = httpx.post(stack.url + "/slack/events", content="{}", timeout=5)
+    assert unsigned.status_code == 401
+    time.sleep(1)
+    assert len(fake_slack.called("chat.postMessage")) == before
+
+
+def test_retries_and_the_mention_message_pair_answer_once(
+    stack: Stack, fake_slack: FakeSlack
+) -> None:
+    channel = "C0GENERAL"
+    ts = fake_slack.user_says(channel, "expense deadline", ASKER)
+    event = mention(channel, "How many days do I have to submit an expense?", ts)
+    assert stack.post_event(event, event_id="EvSAME").status_code == 200
+    assert stack.post_event(event, event_id="EvSAME", retry=1).status_code == 200
+    assert stack.post_event(event, event_id="EvSAME", retry=2).status_code == 200
+    as_message = {**event, "type": "message", "channel_type": "channel"}
+    assert stack.post_event(as_message, event_id="EvOTHER").status_code == 200
+    answer_in(fake_slack, channel, ts)
+    time.sleep(2)
+    assert len(replies_in(fake_slack, channel, ts)) == 1
+
+
+def test_restricted_documents_reach_a_dm_but_never_a_channel(
+    stack: Stack, fake_slack: FakeSlack
+) -> None:
+    question = "What is the salary range for a Staff Engineer?"
+    ts = fake_slack.user_says("C0GENERAL", question, DANA)
+    stack.post_event(mention("C0GENERAL", question, ts, user=DANA))
+    in_channel = block_text(answer_in(fake_slack, "C0GENERAL", ts))
+    assert "Salary Bands" not in in_channel and "couldn't find" in in_channel
+
+    dm_ts = fake_slack.user_says("D0DANA", question, DANA)
+    stack.post_event(
+        {
+            "type": "message",
+            "channel": "D0DANA",
+            "user": DANA,
+            "text": question,
+            "ts": dm_ts,
+            "channel_type": "im",
+        }
+    )
+    assert "Salary Bands 2026" in block_text(answer_in(fake_slack, "D0DANA", dm_ts))
+
+
+def test_follow_ups_in_an_answered_thread_need_no_mention(
+    stack: Stack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    channel = "C0GENERAL"
+    root = fake_slack.user_says(channel, "<@UBOT> How do I connect to the VPN?", ASKER)
+    stack.post_event(mention(channel, "How do I connect to the VPN?", root))
+    answer_in(fake_slack, channel, root)
+    follow = fake_slack.user_says(channel, "and what does VPN-E42 mean?", ASKER, thread_ts=root)
+    stack.post_event(
+        {
+            "type": "message",
+            "channel": channel,
+            "user": ASKER,
+            "ts": follow,
+            "thread_ts": root,
+            "text": "and what does VPN-E42 mean?",
+            "channel_type": "channel",
+        }
+    )
+    wait_for(
+        lambda: len([m for m in replies_in(fake_slack, channel, root) if m.get("edited")]) == 2,
+        60,
+        "the follow-up answer",
+    )
+    history = fake_llm.requests[-1][1]["messages"][1:-1]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    assert "How do I connect to the VPN?" in history[0]["content"]
+
+    stranger_root = fake_slack.user_says(channel, "lunch?", ASKER)
+    other = fake_slack.user_says(channel, "pizza", ASKER, thread_ts=stranger_root)
+    stack.post_event(
+        {
+            "type": "message",
+            "channel": channel,
+            "user": ASKER,
+            "ts": other,
+            "thread_ts": stranger_root,
+            "text": "pizza",
+            "channel_type": "channel",
+        }
+    )
+    time.sleep(2)
+    assert replies_in(fake_slack, channel, stranger_root) == []
+
+
+def test_admin_commands_are_for_admins(stack: Stack, fake_slack: FakeSlack) -> None:
+    refused = stack.command("status", ASKER, "r1", fake_slack)
+    assert refused.status_code == 200 and "only ragbot admins" in refused.text
+    accepted = stack.command("status", ADMIN, "r2", fake_slack)
+    assert accepted.status_code == 200 and "Checking" in accepted.text
+    status = wait_for(
+        lambda: [r for r in fake_slack.responses if "files:" in r.get("text", "")],
+        60,
+        "the status reply",
+    )
+    assert "12 documents" in status[0]["text"]
+    assert "Ask me about our docs" in stack.command("help", ASKER, "r3", fake_slack).text
+
+
+def test_slash_ask_answers_only_the_asker(stack: Stack, fake_slack: FakeSlack) -> None:
+    response = stack.command("ask how do I roll back a deploy?", ASKER, "r4", fake_slack)
+    assert response.status_code == 200 and "only you" in response.text
+    reply = wait_for(lambda: [r for r in fake_slack.responses if r.get("blocks")], 60, "ask reply")
+    assert reply[-1]["response_type"] == "ephemeral"
+    assert "Deploying Services" in json.dumps(reply[-1]["blocks"])
+
+
+def test_a_rate_limited_update_is_retried(stack: Stack, fake_slack: FakeSlack) -> None:
+    fake_slack.faults.append(SlackFault("chat.update", 429, retry_after="1"))
+    channel = "C0GENERAL"
+    ts = fake_slack.user_says(channel, "hotel limit", ASKER)
+    stack.post_event(mention(channel, "What is the hotel limit per night?", ts))
+    reply = answer_in(fake_slack, channel, ts)
+    assert "Travel and Expense Policy" in block_text(reply)
+    updates = [c for c in fake_slack.called("chat.update") if c.get("channel") == channel]
+    assert len(updates) >= 2 and not fake_slack.faults
+
+
+def test_a_killed_worker_still_answers_exactly_once(
+    stack: Stack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.faults = [Fault(delay=4)]
+    channel = "C0GENERAL"
+    ts = fake_slack.user_says(channel, "sick leave", ASKER)
+    calls_before = fake_llm.count("/chat/completions")
+    stack.post_event(mention(channel, "How many paid sick days do I get?", ts))
+    wait_for(
+        lambda: fake_llm.count("/chat/completions") > calls_before, 30, "the worker to ask the LLM"
+    )
+    stack.kill_worker()
+    stack.start_worker()
+    reply = answer_in(fake_slack, channel, ts, timeout=90)
+    assert "Leave Policy" in block_text(reply)
+    time.sleep(3)
+    assert len(replies_in(fake_slack, channel, ts)) == 1
+
+
+def test_health_readiness_and_metrics(stack: Stack) -> None:
+    assert httpx.get(stack.url + "/readyz").json() == {"status": "ready"}
+    metrics = httpx.get(stack.url + "/metrics").text
+    assert 'ragbot_questions_total{kind="mention",platform="slack"}' in metrics
+    assert "ragbot_duplicate_deliveries_total" in metrics

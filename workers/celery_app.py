@@ -1,0 +1,66 @@
+"""The Celery app: queues, routes, reliability settings and the beat schedule.
+
+Without `REDIS_URL` tasks run eagerly in the calling process (same code, no broker).
+
+Reliability: answer tasks are acknowledged only after they finish (`acks_late`) and return to
+the queue if their worker dies (`reject_on_worker_lost`); a killed worker's message becomes
+visible again after `RAGBOT_TASK_VISIBILITY_SECONDS`, and kombu's restore sweep runs every 5 s,
+so a question survives a crash. Answer tasks are time-limited below the visibility timeout so a
+slow answer is never handed to a second worker while the first still runs. Index tasks are
+acknowledged on receipt instead: a sync can run for longer than any sane visibility timeout,
+and an interrupted sync is simply resumed from its checkpoint by the next run.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu.entity import Queue
+
+from workers.settings import Settings
+
+ANSWER_QUEUE = "answer"
+INDEX_QUEUE = "index"
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("ragbot", include=["workers.tasks"])
+    visibility = settings.ragbot_task_visibility_seconds
+    app.conf.update(
+        task_queues=[Queue(ANSWER_QUEUE), Queue(INDEX_QUEUE)],
+        task_default_queue=ANSWER_QUEUE,
+        task_routes={
+            "ragbot.sync_source": {"queue": INDEX_QUEUE},
+            "ragbot.sync_all": {"queue": INDEX_QUEUE},
+            "ragbot.admin_status": {"queue": INDEX_QUEUE},
+        },
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        result_expires=3600,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": visibility,
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
+        },
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "sync-all-sources": {
+                "task": "ragbot.sync_all",
+                "schedule": float(settings.ragbot_sync_interval_seconds),
+            }
+        },
+    )
+    if settings.redis_url:
+        app.conf.broker_url = settings.redis_url
+        app.conf.result_backend = settings.redis_url
+    else:
+        app.conf.broker_url = "memory://"
+        app.conf.task_always_eager = True
+        app.conf.task_eager_propagates = True
+    return app
+
+
+app = make_celery(Settings())

@@ -1,0 +1,90 @@
+"""Small shared state with expiry: idempotency claims, thread memory, feedback.
+
+Redis when `REDIS_URL` is set (shared by the front door and every worker); otherwise an
+in-process store, which is enough when one process does everything.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+import redis
+
+
+class KeyValue(Protocol):
+    def claim(self, key: str, ttl_seconds: int) -> bool:
+        """True for the first caller only, until the key expires (SET NX EX)."""
+        ...
+
+    def put(self, key: str, value: str, ttl_seconds: int) -> None: ...
+
+    def get(self, key: str) -> str | None: ...
+
+    def append(self, key: str, value: str) -> None:
+        """Append to a list that never expires (audit records such as feedback)."""
+        ...
+
+    def ping(self) -> bool: ...
+
+
+class RedisKeyValue:
+    def __init__(self, client: redis.Redis, prefix: str = "ragbot:") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def claim(self, key: str, ttl_seconds: int) -> bool:
+        return bool(self._client.set(self._prefix + key, "1", nx=True, ex=ttl_seconds))
+
+    def put(self, key: str, value: str, ttl_seconds: int) -> None:
+        self._client.set(self._prefix + key, value, ex=ttl_seconds)
+
+    def get(self, key: str) -> str | None:
+        value = self._client.get(self._prefix + key)
+        return value.decode() if isinstance(value, bytes) else None
+
+    def append(self, key: str, value: str) -> None:
+        self._client.rpush(self._prefix + key, value)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except redis.RedisError:
+            return False
+
+
+class MemoryKeyValue:
+    def __init__(self) -> None:
+        self._values: dict[str, tuple[float, str]] = {}
+        self._lists: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def _live(self, key: str) -> str | None:
+        entry = self._values.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            self._values.pop(key, None)
+            return None
+        return entry[1]
+
+    def claim(self, key: str, ttl_seconds: int) -> bool:
+        with self._lock:
+            if self._live(key) is not None:
+                return False
+            self._values[key] = (time.monotonic() + ttl_seconds, "1")
+            return True
+
+    def put(self, key: str, value: str, ttl_seconds: int) -> None:
+        with self._lock:
+            self._values[key] = (time.monotonic() + ttl_seconds, value)
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._live(key)
+
+    def append(self, key: str, value: str) -> None:
+        with self._lock:
+            self._lists.setdefault(key, []).append(value)
+
+    def ping(self) -> bool:
+        return True

@@ -1,0 +1,177 @@
+"""Thin Celery tasks: take ids and text, call plain functions, own retries.
+
+A worker process keeps one `WorkerContext` (index, models, Slack client) for its lifetime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from contextlib import AbstractContextManager
+from functools import cached_property
+from typing import Any
+
+import httpx
+import redis
+from celery.exceptions import SoftTimeLimitExceeded
+
+from bot.render import slack_notice
+from bot.slack_delivery import SlackDelivery, SlackDeliveryError, make_web_client
+from bot.slack_questions import SlackQuestion
+from workers.celery_app import app
+from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue
+from workers.runtime import NotConfigured, Runtime
+from workers.settings import Settings
+from workers.slack_answer import answer_slack_question
+from workers.status import source_statuses
+from workers.sync import SyncFailed
+
+log = logging.getLogger(__name__)
+
+SLOW_ANSWER = "Sorry, finding this answer took too long. Please try again, or ask more narrowly."
+SLACK_FAILED = "Sorry, something went wrong while posting the answer. Please ask again."
+ANSWER_MEMORY_SECONDS = 30 * 86400
+SYNC_LOCK_SECONDS = 6 * 3600
+
+
+class WorkerContext:
+    """Everything a worker needs, created on first use and kept for the process's life."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime = Runtime(settings)
+        self._local_locks: dict[str, threading.Lock] = {}
+
+    @cached_property
+    def redis(self) -> redis.Redis | None:
+        return redis.Redis.from_url(self.settings.redis_url) if self.settings.redis_url else None
+
+    @cached_property
+    def kv(self) -> KeyValue:
+        return RedisKeyValue(self.redis) if self.redis is not None else MemoryKeyValue()
+
+    @cached_property
+    def slack(self) -> SlackDelivery:
+        token = self.settings.slack_bot_token
+        if token is None:
+            raise NotConfigured("SLACK_BOT_TOKEN is not set")
+        return SlackDelivery(make_web_client(token.get_secret_value(), self.settings.slack_api_url))
+
+    def sync_lock(self, source: str) -> AbstractContextManager[bool]:
+        """Held while a source syncs, across all workers: overlapping runs are skipped."""
+        if self.redis is not None:
+            lock = self.redis.lock(f"ragbot:lock:sync:{source}", timeout=SYNC_LOCK_SECONDS)
+            return _HeldLock(lock.acquire(blocking=False), lock.release)
+        local = self._local_locks.setdefault(source, threading.Lock())
+        return _HeldLock(local.acquire(blocking=False), local.release)
+
+
+class _HeldLock(AbstractContextManager[bool]):
+    def __init__(self, acquired: bool, release: Any) -> None:
+        self.acquired = acquired
+        self._release = release
+
+    def __enter__(self) -> bool:
+        return self.acquired
+
+    def __exit__(self, *exc: object) -> None:
+        if self.acquired:
+            self._release()
+
+
+_context: WorkerContext | None = None
+_context_lock = threading.Lock()
+
+
+def context() -> WorkerContext:
+    global _context
+    with _context_lock:
+        if _context is None:
+            _context = WorkerContext(Settings())
+        return _context
+
+
+def _visibility() -> int:
+    return Settings().ragbot_task_visibility_seconds
+
+
+@app.task(
+    name="ragbot.answer_slack",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=max(_visibility() - 15, 3),
+    time_limit=max(_visibility() - 5, 4),
+    max_retries=4,
+)
+def answer_slack(self: Any, payload: dict[str, Any]) -> None:
+    ctx = context()
+    question = SlackQuestion.from_payload(payload)
+    try:
+        answer = answer_slack_question(
+            question, ctx.runtime.answer_service(), ctx.slack, ctx.settings.ragbot_org_domains
+        )
+    except SoftTimeLimitExceeded:
+        _notify_quietly(ctx, question, SLOW_ANSWER)
+        return
+    except SlackDeliveryError as exc:
+        if self.request.retries >= self.max_retries:
+            log.error("giving up on %s: %s", question.question_id, exc)
+            _notify_quietly(ctx, question, SLACK_FAILED)
+            return
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+    if answer is not None:
+        record = {"sources": [s.url for s in answer.sources], "abstained": answer.abstained}
+        ctx.kv.put(f"answer:{question.question_id}", json.dumps(record), ANSWER_MEMORY_SECONDS)
+
+
+def _notify_quietly(ctx: WorkerContext, question: SlackQuestion, text: str) -> None:
+    try:
+        ctx.slack.deliver(question, [slack_notice(text)])
+    except SlackDeliveryError:
+        log.error("could not tell %s about a failure", question.question_id)
+
+
+@app.task(name="ragbot.sync_source", acks_late=False)
+def sync_source(source: str, full: bool = False, response_url: str | None = None) -> str:
+    ctx = context()
+    with ctx.sync_lock(source) as acquired:
+        if not acquired:
+            message = f"A sync of {source} is already running; it will pick up these changes."
+        else:
+            try:
+                report = ctx.runtime.syncer().sync(ctx.runtime.connector(source), full=full)
+                message = (
+                    f"Reindexed {source}: {report.indexed} indexed, {report.unchanged} unchanged, "
+                    f"{report.deleted} deleted, {report.skipped} skipped."
+                )
+            except (SyncFailed, NotConfigured) as exc:
+                message = f"Reindexing {source} failed: {exc}"
+    if response_url:
+        _respond(response_url, message)
+    return message
+
+
+@app.task(name="ragbot.sync_all", acks_late=False)
+def sync_all() -> list[str]:
+    return [sync_source(source) for source in context().runtime.configured_sources()]
+
+
+@app.task(name="ragbot.admin_status", acks_late=False)
+def admin_status(response_url: str | None = None) -> str:
+    ctx = context()
+    rows = source_statuses(ctx.runtime.configured_sources(), ctx.runtime.index, ctx.runtime.state)
+    text = "\n".join(line for row in rows for line in row.lines()) or "No sources configured."
+    if response_url:
+        _respond(response_url, f"```\n{text}\n```")
+    return text
+
+
+def _respond(response_url: str, text: str) -> None:
+    try:
+        httpx.post(
+            response_url, json={"response_type": "ephemeral", "text": text}, timeout=15
+        ).raise_for_status()
+    except httpx.HTTPError as exc:
+        log.warning("response_url post failed: %s", exc.__class__.__name__)
