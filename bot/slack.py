@@ -70,6 +70,8 @@ class SlackFrontDoor:
     async def on_mention(
         self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient
     ) -> None:
+        if event.get("bot_id"):  # other bots mentioning us: never a loop of bots
+            return
         await self._take_question(event, body, client, kind="mention")
 
     async def on_message(

@@ -402,3 +402,69 @@ def test_health_readiness_and_metrics(stack: Stack) -> None:
     metrics = httpx.get(stack.url + "/metrics").text
     assert 'ragbot_questions_total{kind="mention",platform="slack"}' in metrics
     assert "ragbot_duplicate_deliveries_total" in metrics
+
+
+def test_slack_connect_channels_see_only_public_documents(
+    stack: Stack, fake_slack: FakeSlack
+) -> None:
+    question = "How do I roll back a production deploy?"
+    fake_slack.external_channels.add("C0PARTNER")
+    ts = fake_slack.user_says("C0PARTNER", question, ASKER)
+    stack.post_event(mention("C0PARTNER", question, ts))
+    shared = block_text(answer_in(fake_slack, "C0PARTNER", ts))
+    assert "Deploying Services" not in shared and "couldn't find" in shared
+
+    internal_ts = fake_slack.user_says("C0GENERAL", question, ASKER)
+    stack.post_event(mention("C0GENERAL", question, internal_ts))
+    assert "Deploying Services" in block_text(answer_in(fake_slack, "C0GENERAL", internal_ts))
+
+
+def test_a_failing_llm_gets_a_clear_message_in_the_thread(
+    stack: Stack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.faults = [Fault(status=500)] * 3
+    ts = fake_slack.user_says("C0GENERAL", "parental leave?", ASKER)
+    stack.post_event(mention("C0GENERAL", "How long is parental leave?", ts))
+    text = block_text(answer_in(fake_slack, "C0GENERAL", ts))
+    assert "couldn't reach the language model" in text
+
+
+def test_reindex_is_queued_and_reports_when_done(stack: Stack, fake_slack: FakeSlack) -> None:
+    queued = stack.command("reindex files", ADMIN, "r9", fake_slack)
+    assert "Queued a reindex of files" in queued.text
+    done = wait_for(
+        lambda: [r for r in fake_slack.responses if "Reindexed files" in r.get("text", "")],
+        60,
+        "the reindex report",
+    )
+    assert "unchanged" in done[0]["text"]
+    assert "only ragbot admins" in stack.command("reindex files", ASKER, "r10", fake_slack).text
+
+
+def test_feedback_clicks_are_recorded_with_the_answer(
+    stack: Stack, fake_slack: FakeSlack, redis_url: str
+) -> None:
+    ts = fake_slack.user_says("C0GENERAL", "sick days", ASKER)
+    stack.post_event(mention("C0GENERAL", "How many paid sick days do I get?", ts))
+    reply = answer_in(fake_slack, "C0GENERAL", ts)
+    button = next(b for b in reply["blocks"] if b["type"] == "actions")["elements"][0]
+    payload = {
+        "type": "block_actions",
+        "team": {"id": TEAM},
+        "user": {"id": ASKER},
+        "api_app_id": "A0RAGBOT",
+        "container": {"type": "message", "message_ts": reply["ts"]},
+        "channel": {"id": "C0GENERAL"},
+        "trigger_id": "t",
+        "response_url": f"{fake_slack.url}/respond/fb",
+        "actions": [{**button, "block_id": "feedback", "action_ts": str(time.time())}],
+    }
+    body = urlencode({"payload": json.dumps(payload)})
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(SECRET, body)}
+    assert httpx.post(stack.url + "/slack/events", content=body, headers=headers).status_code == 200
+    feedback = redis.Redis.from_url(stack.env["REDIS_URL"])
+    records = wait_for(lambda: feedback.lrange("ragbot:feedback", 0, -1), 10, "feedback")
+    record = json.loads(records[-1])
+    assert record["vote"] == "up" and record["user"] == ASKER
+    assert record["question_id"] == f"slack:{TEAM}:C0GENERAL:{ts}"
+    assert record["answer"]["sources"] and not record["answer"]["abstained"]
