@@ -61,10 +61,12 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
     dispatcher = Dispatcher(settings)
     app = web.Application(middlewares=[observe], client_max_size=1024 * 1024)
     slack = None
-    if settings.slack_bot_token and settings.slack_signing_secret:
+    if settings.slack_bot_token and (settings.slack_signing_secret or settings.slack_app_token):
         slack = SlackFrontDoor(settings, kv, dispatcher)
     else:
-        log.warning("SLACK_BOT_TOKEN or SLACK_SIGNING_SECRET is not set: /slack/events is off")
+        log.warning(
+            "Slack is off: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN)"
+        )
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
         if slack is None:
@@ -87,6 +89,25 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
 
     async def close_dispatcher(_: web.Application) -> None:
         dispatcher.close()
+
+    if slack is not None and settings.slack_app_token is not None:
+        # Socket Mode: Slack delivers over a websocket this process opens; no public URL needed.
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        app_token = settings.slack_app_token.get_secret_value()
+        handlers: list[AsyncSocketModeHandler] = []
+
+        async def open_socket(_: web.Application) -> None:
+            # Built here: its aiohttp session must belong to the running event loop.
+            handlers.append(AsyncSocketModeHandler(slack.app, app_token))
+            await handlers[0].connect_async()  # type: ignore[no-untyped-call]
+
+        async def close_socket(_: web.Application) -> None:
+            for handler in handlers:
+                await handler.close_async()  # type: ignore[no-untyped-call]
+
+        app.on_startup.append(open_socket)
+        app.on_cleanup.append(close_socket)
 
     app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)

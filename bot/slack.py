@@ -51,14 +51,20 @@ class SlackFrontDoor:
         self.kv = kv
         self.dispatcher = dispatcher
         self.ttl = settings.ragbot_idempotency_ttl_seconds
-        assert settings.slack_bot_token is not None and settings.slack_signing_secret is not None
+        assert settings.slack_bot_token is not None
+        # Socket Mode needs no signing secret; over HTTP, an empty one rejects every request.
+        secret = (
+            settings.slack_signing_secret.get_secret_value()
+            if settings.slack_signing_secret
+            else ""
+        )
         client = AsyncWebClient(
             token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
         )
         client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
         self.app = AsyncApp(
             client=client,
-            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            signing_secret=secret,
             process_before_response=False,
         )
         self.app.event("app_mention")(self.on_mention)

@@ -25,6 +25,7 @@ import redis
 from tests.conftest import HANDBOOK
 from tests.fakes.openai_api import FakeOpenAI, Fault
 from tests.fakes.slack_api import BOT_USER, TEAM, FakeSlack, SlackFault, sign
+from tests.fakes.slack_socket import FakeSocketMode
 
 SECRET = "signing-secret"
 RAGBOT = str(Path(sys.executable).parent / "ragbot")
@@ -468,3 +469,38 @@ def test_feedback_clicks_are_recorded_with_the_answer(
     assert record["vote"] == "up" and record["user"] == ASKER
     assert record["question_id"] == f"slack:{TEAM}:C0GENERAL:{ts}"
     assert record["answer"]["sources"] and not record["answer"]["abstained"]
+
+
+def test_socket_mode_delivers_events_without_a_public_url(
+    stack: Stack, fake_slack: FakeSlack
+) -> None:
+    socket_mode = FakeSocketMode().start()
+    fake_slack.socket_url = socket_mode.url
+    env = {k: v for k, v in stack.env.items() if k != "SLACK_SIGNING_SECRET"}
+    env["SLACK_APP_TOKEN"] = fake_slack.app_token
+    log = (stack.logs / "socket-serve.log").open("wb")
+    server = subprocess.Popen(
+        [RAGBOT, "serve", "--port", str(free_port())], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        assert socket_mode.connected.wait(30), "the front door opened the websocket"
+        ts = fake_slack.user_says("C0SOCKET", "hotel limit", ASKER)
+        envelope = socket_mode.push_event(
+            {
+                "token": "unused",
+                "team_id": TEAM,
+                "api_app_id": "A0RAGBOT",
+                "type": "event_callback",
+                "event": mention("C0SOCKET", "What is the hotel limit per night?", ts),
+                "event_id": "EvSocket1",
+                "event_time": int(time.time()),
+                "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+            }
+        )
+        assert "Travel and Expense Policy" in block_text(answer_in(fake_slack, "C0SOCKET", ts))
+        assert envelope in socket_mode.acks
+    finally:
+        server.terminate()
+        server.wait(10)
+        socket_mode.stop()
+        fake_slack.socket_url = None

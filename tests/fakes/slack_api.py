@@ -41,6 +41,8 @@ class SlackFault:
 @dataclass
 class FakeSlack:
     token: str = "xoxb-test"
+    app_token: str = "xapp-test"
+    socket_url: str | None = None  # where apps.connections.open sends Socket Mode clients
     users: dict[str, str] = field(default_factory=dict)  # user id -> email
     external_channels: set[str] = field(default_factory=set)
     faults: list[SlackFault] = field(default_factory=list)
@@ -126,7 +128,8 @@ class FakeSlack:
                 params[key] = json.loads(params[key])
         with self._lock:
             self.calls.append((method, params))
-        if h.headers.get("Authorization") != f"Bearer {self.token}":
+        expected = self.app_token if method == "apps.connections.open" else self.token
+        if h.headers.get("Authorization") != f"Bearer {expected}":
             return _send(h, 200, {"ok": False, "error": "invalid_auth"})
         for fault in list(self.faults):
             if fault.method == method:
@@ -217,6 +220,11 @@ class FakeSlack:
                 )
                 return {"ok": True, "channel": channel, "ts": ts, "text": message["text"]}
         return {"ok": False, "error": "message_not_found"}
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.socket_url is None:
+            return {"ok": False, "error": "not_allowed_token_type"}
+        return {"ok": True, "url": self.socket_url}
 
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "message_ts": self.next_ts()}
