@@ -11,17 +11,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from workers.celery_app import ANSWER_QUEUE, INDEX_QUEUE, app
+from workers.celery_app import app
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
-
-QUEUES = {
-    "ragbot.answer_slack": ANSWER_QUEUE,
-    "ragbot.sync_source": INDEX_QUEUE,
-    "ragbot.sync_all": INDEX_QUEUE,
-    "ragbot.admin_status": INDEX_QUEUE,
-}
 
 
 class Dispatcher:
@@ -37,9 +30,8 @@ class Dispatcher:
             future = loop.run_in_executor(self._pool, self._run_here, task, args)
             future.add_done_callback(_log_failure)
             return
-        await loop.run_in_executor(
-            None, lambda: app.send_task(task, args=list(args), queue=QUEUES[task])
-        )
+        # Queues come from the app's task_routes.
+        await loop.run_in_executor(None, lambda: app.send_task(task, args=list(args)))
 
     @staticmethod
     def _run_here(task: str, args: tuple[Any, ...]) -> None:

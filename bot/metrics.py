@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
+from prometheus_client.registry import Collector
+
+from workers.kv import KeyValue
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -47,3 +53,32 @@ ERRORS = Counter(
     ["platform", "stage"],
     registry=REGISTRY,
 )
+
+
+class WorkerCounters(Collector):
+    """What the workers count in Redis (answers by outcome, answer time), at this one endpoint."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    def collect(self) -> Iterator[CounterMetricFamily | SummaryMetricFamily]:
+        try:
+            counters = self.kv.counters()
+        except Exception:  # a scrape must not fail because Redis blinked
+            return
+        answers = CounterMetricFamily(
+            "ragbot_answers", "Questions the workers finished, by outcome", labels=["outcome"]
+        )
+        for name, value in sorted(counters.items()):
+            if name.startswith("answers:"):
+                answers.add_metric([name.split(":", 1)[1]], value)
+        yield answers
+        timing = SummaryMetricFamily(
+            "ragbot_answer_seconds", "Worker time per answered question (retrieve, write, post)"
+        )
+        timing.add_metric(
+            [],
+            count_value=int(counters.get("answer_seconds:count", 0)),
+            sum_value=counters.get("answer_seconds:sum", 0.0),
+        )
+        yield timing

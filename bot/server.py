@@ -58,6 +58,8 @@ def make_kv(settings: Settings) -> KeyValue:
 
 def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Application:
     kv = kv or make_kv(settings)
+    worker_counters = metrics.WorkerCounters(kv)
+    metrics.REGISTRY.register(worker_counters)
     dispatcher = Dispatcher(settings)
     app = web.Application(middlewares=[observe], client_max_size=1024 * 1024)
     slack = None
@@ -89,6 +91,7 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
 
     async def close_dispatcher(_: web.Application) -> None:
         dispatcher.close()
+        metrics.REGISTRY.unregister(worker_counters)
 
     if slack is not None and settings.slack_app_token is not None:
         # Socket Mode: Slack delivers over a websocket this process opens; no public URL needed.

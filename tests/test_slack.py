@@ -398,11 +398,21 @@ def test_a_killed_worker_still_answers_exactly_once(
     assert len(replies_in(fake_slack, channel, ts)) == 1
 
 
-def test_health_readiness_and_metrics(stack: Stack) -> None:
+def test_health_readiness_and_metrics(stack: Stack, fake_slack: FakeSlack) -> None:
+    ts = fake_slack.user_says("C0GENERAL", "laptop", ASKER)
+    stack.post_event(mention("C0GENERAL", "When are laptops replaced?", ts))
+    answer_in(fake_slack, "C0GENERAL", ts)
     assert httpx.get(stack.url + "/readyz").json() == {"status": "ready"}
     metrics = httpx.get(stack.url + "/metrics").text
     assert 'ragbot_questions_total{kind="mention",platform="slack"}' in metrics
     assert "ragbot_duplicate_deliveries_total" in metrics
+    answered = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('ragbot_answers_total{outcome="answered"}')
+    ]
+    assert answered and float(answered[0].split()[-1]) >= 1
+    assert "ragbot_answer_seconds_count" in metrics
 
 
 def test_slack_connect_channels_see_only_public_documents(
@@ -504,3 +514,21 @@ def test_socket_mode_delivers_events_without_a_public_url(
         server.wait(10)
         socket_mode.stop()
         fake_slack.socket_url = None
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RAGBOT, *args], env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_the_cli_hands_its_work_to_the_workers(stack: Stack, redis_url: str) -> None:
+    asked = run_cli(stack.env, "ask", "How do I roll back a production deploy?", "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["sources"][0]["title"] == "Deploying Services"
+    status = run_cli(stack.env, "status", "--json")
+    assert json.loads(status.stdout)["sources"][0]["documents"] == 12
+    synced = run_cli(stack.env, "sync", "files")
+    assert synced.returncode == 0 and synced.stdout.startswith("files: 0 indexed")
+
+    no_worker = {**stack.env, "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/12"}
+    refused = run_cli(no_worker, "ask", "anything")
+    assert refused.returncode == 1 and "no worker is running" in refused.stderr

@@ -32,6 +32,7 @@ def make_celery(settings: Settings) -> Celery:
             "ragbot.sync_source": {"queue": INDEX_QUEUE},
             "ragbot.sync_all": {"queue": INDEX_QUEUE},
             "ragbot.admin_status": {"queue": INDEX_QUEUE},
+            "ragbot.status": {"queue": INDEX_QUEUE},
         },
         task_acks_late=True,
         task_reject_on_worker_lost=True,

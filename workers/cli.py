@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from connectors.base import ConnectorError
-from workers.answer import Answer
 from workers.embed import EmbeddingError
 from workers.evaluate import EvalInputError, evaluate
 from workers.freshness import age_text
@@ -27,10 +27,18 @@ from workers.readers import ReaderError, for_email, org_wide
 from workers.runtime import SOURCES, NotConfigured, Runtime
 from workers.settings import Settings
 from workers.state import StateUnavailable
-from workers.status import source_statuses
+from workers.status import SourceStatus, source_statuses
 from workers.sync import SyncFailed
 
+SYNC_WAIT_SECONDS = 6 * 3600
+
+
+class WorkerUnavailable(Exception):
+    """No worker took or finished a job handed over through the queue."""
+
+
 EXPECTED_FAILURES = (
+    WorkerUnavailable,
     SyncFailed,
     ConnectorError,
     IndexUnavailable,
@@ -120,12 +128,15 @@ def _sync(runtime: Runtime, args: argparse.Namespace) -> int:
     if not names:
         raise NotConfigured("no source is configured (set FILES_PATH, CONFLUENCE_URL or GOOGLE_*)")
     for name in names:
-        report = runtime.syncer().sync(runtime.connector(name), full=args.full)
-        print(
-            f"{name}: {report.indexed} indexed, {report.unchanged} unchanged, "
-            f"{report.deleted} deleted, {report.skipped} skipped "
-            f"({report.chunks_embedded} chunks embedded, {report.seconds:.1f}s)"
-        )
+        if runtime.settings.redis_url:
+            outcome = _through_queue(
+                "ragbot.sync_source", name, args.full, wait_seconds=SYNC_WAIT_SECONDS
+            )
+            if not outcome["ok"]:
+                raise SyncFailed(outcome["summary"])
+            print(outcome["summary"])
+        else:
+            print(runtime.syncer().sync(runtime.connector(name), full=args.full).summary())
     return 0
 
 
@@ -133,31 +144,36 @@ def _ask(runtime: Runtime, args: argparse.Namespace) -> int:
     if not args.question.strip():
         print("ragbot: the question is empty", file=sys.stderr)
         return 2
-    principals = (
-        for_email(args.reader) if args.reader else org_wide(runtime.settings.ragbot_org_domains)
-    )
-    answer = runtime.answer_service().answer(args.question, principals)
-    if args.json:
-        print(json.dumps(answer.to_json(), ensure_ascii=False))
+    if runtime.settings.redis_url:
+        if args.reader:
+            for_email(args.reader)  # a malformed reader is a usage problem, caught before queueing
+        answer = _through_queue("ragbot.ask", args.question, args.reader)
     else:
-        print(_answer_text(answer))
+        principals = (
+            for_email(args.reader) if args.reader else org_wide(runtime.settings.ragbot_org_domains)
+        )
+        answer = runtime.answer_service().answer(args.question, principals).to_json()
+    print(json.dumps(answer, ensure_ascii=False) if args.json else _answer_text(answer))
     return 0
 
 
-def _answer_text(answer: Answer) -> str:
-    lines = [answer.text]
-    if answer.sources:
+def _answer_text(answer: dict[str, Any]) -> str:
+    lines = [str(answer["answer"])]
+    if answer["sources"]:
         lines += ["", "Sources:"]
         now = datetime.now(UTC)
-        lines += [
-            f"  [{s.n}] {s.title} ({s.source}, {age_text(s.updated_at, now)})\n      {s.url}"
-            for s in answer.sources
-        ]
+        for s in answer["sources"]:
+            updated = datetime.fromisoformat(s["updated_at"].replace("Z", "+00:00"))
+            lines.append(f"  [{s['n']}] {s['title']} ({s['source']}, {age_text(updated, now)})")
+            lines.append(f"      {s['url']}")
     return "\n".join(lines)
 
 
 def _status(runtime: Runtime, args: argparse.Namespace) -> int:
-    rows = source_statuses(runtime.configured_sources(), runtime.index, runtime.state)
+    if runtime.settings.redis_url:
+        rows = [SourceStatus(**row) for row in _through_queue("ragbot.status")]
+    else:
+        rows = source_statuses(runtime.configured_sources(), runtime.index, runtime.state)
     if args.json:
         print(json.dumps({"sources": [row.to_json() for row in rows]}, ensure_ascii=False))
         return 0
@@ -167,6 +183,23 @@ def _status(runtime: Runtime, args: argparse.Namespace) -> int:
     for row in rows:
         print("\n".join(row.lines(now)))
     return 0
+
+
+def _through_queue(task: str, *args: Any, wait_seconds: int = 120) -> Any:
+    """With REDIS_URL the workers own the index: hand them the job and wait for the result."""
+    from celery.exceptions import TimeoutError as CeleryTimeout
+    from kombu.exceptions import OperationalError
+
+    from workers.celery_app import app
+
+    try:
+        if not app.control.ping(timeout=2):
+            raise WorkerUnavailable("no worker is running; start one with `ragbot worker`")
+        return app.send_task(task, args=list(args)).get(timeout=wait_seconds)
+    except CeleryTimeout as exc:
+        raise WorkerUnavailable(f"no worker finished the job within {wait_seconds} s") from exc
+    except (OperationalError, OSError) as exc:
+        raise WorkerUnavailable(f"Redis is unreachable: {exc}") from exc
 
 
 def _serve(runtime: Runtime, args: argparse.Namespace) -> int:

@@ -26,6 +26,12 @@ class KeyValue(Protocol):
         """Append to a list that never expires (audit records such as feedback)."""
         ...
 
+    def add(self, counter: str, amount: float = 1.0) -> None:
+        """Add to a named counter shared by all processes (worker-side metrics)."""
+        ...
+
+    def counters(self) -> dict[str, float]: ...
+
     def ping(self) -> bool: ...
 
 
@@ -47,6 +53,13 @@ class RedisKeyValue:
     def append(self, key: str, value: str) -> None:
         self._client.rpush(self._prefix + key, value)
 
+    def add(self, counter: str, amount: float = 1.0) -> None:
+        self._client.hincrbyfloat(self._prefix + "counters", counter, amount)
+
+    def counters(self) -> dict[str, float]:
+        raw = self._client.hgetall(self._prefix + "counters")
+        return {k.decode(): float(v) for k, v in raw.items()}  # type: ignore[union-attr]
+
     def ping(self) -> bool:
         try:
             return bool(self._client.ping())
@@ -58,6 +71,7 @@ class MemoryKeyValue:
     def __init__(self) -> None:
         self._values: dict[str, tuple[float, str]] = {}
         self._lists: dict[str, list[str]] = {}
+        self._counters: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def _live(self, key: str) -> str | None:
@@ -85,6 +99,14 @@ class MemoryKeyValue:
     def append(self, key: str, value: str) -> None:
         with self._lock:
             self._lists.setdefault(key, []).append(value)
+
+    def add(self, counter: str, amount: float = 1.0) -> None:
+        with self._lock:
+            self._counters[counter] = self._counters.get(counter, 0.0) + amount
+
+    def counters(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._counters)
 
     def ping(self) -> bool:
         return True

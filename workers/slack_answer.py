@@ -7,6 +7,7 @@ Slack itself failing is raised, so the task can retry delivery.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from bot.render import slack_answer, slack_notice
 from bot.slack_delivery import SlackDelivery
@@ -38,13 +39,19 @@ def reader_principals(
     return org_wide(org_domains)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # "answered" | "abstained" | "index_down" | "llm_down"
+    answer: Answer | None = None
+
+
 def answer_slack_question(
     question: SlackQuestion,
     service: AnswerService,
     delivery: SlackDelivery,
     org_domains: list[str],
-) -> Answer | None:
-    """Answers and replies; returns the answer, or None when a failure notice was sent."""
+) -> Outcome:
+    """Answers and replies; a failure of the index or the model is explained in the thread."""
     principals = reader_principals(question, delivery, org_domains)
     history = delivery.thread_history(question)
     try:
@@ -52,10 +59,10 @@ def answer_slack_question(
     except (IndexUnavailable, EmbeddingError) as exc:
         log.warning("answer %s failed: %s", question.question_id, exc.__class__.__name__)
         delivery.deliver(question, [slack_notice(INDEX_DOWN)])
-        return None
+        return Outcome("index_down")
     except LLMError as exc:
         log.warning("answer %s failed: %s", question.question_id, exc)
         delivery.deliver(question, [slack_notice(LLM_DOWN)])
-        return None
+        return Outcome("llm_down")
     delivery.deliver(question, slack_answer(answer, question.question_id))
-    return answer
+    return Outcome("abstained" if answer.abstained else "answered", answer)

@@ -37,6 +37,13 @@ class SyncReport:
     seconds: float = 0.0
     embed_seconds: float = 0.0
 
+    def summary(self) -> str:
+        return (
+            f"{self.source}: {self.indexed} indexed, {self.unchanged} unchanged, "
+            f"{self.deleted} deleted, {self.skipped} skipped "
+            f"({self.chunks_embedded} chunks embedded, {self.seconds:.1f}s)"
+        )
+
 
 class Syncer:
     """Moves documents from connectors into the index."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import Any
@@ -21,6 +22,7 @@ from bot.slack_delivery import SlackDelivery, SlackDeliveryError, make_web_clien
 from bot.slack_questions import SlackQuestion
 from workers.celery_app import app
 from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue
+from workers.readers import for_email, org_wide
 from workers.runtime import NotConfigured, Runtime
 from workers.settings import Settings
 from workers.slack_answer import answer_slack_question
@@ -108,20 +110,27 @@ def _visibility() -> int:
 def answer_slack(self: Any, payload: dict[str, Any]) -> None:
     ctx = context()
     question = SlackQuestion.from_payload(payload)
+    started = time.perf_counter()
     try:
-        answer = answer_slack_question(
+        outcome = answer_slack_question(
             question, ctx.runtime.answer_service(), ctx.slack, ctx.settings.ragbot_org_domains
         )
     except SoftTimeLimitExceeded:
         _notify_quietly(ctx, question, SLOW_ANSWER)
+        ctx.kv.add("answers:too_slow")
         return
     except SlackDeliveryError as exc:
         if self.request.retries >= self.max_retries:
             log.error("giving up on %s: %s", question.question_id, exc)
             _notify_quietly(ctx, question, SLACK_FAILED)
+            ctx.kv.add("answers:slack_failed")
             return
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
-    if answer is not None:
+    ctx.kv.add(f"answers:{outcome.kind}")
+    ctx.kv.add("answer_seconds:sum", time.perf_counter() - started)
+    ctx.kv.add("answer_seconds:count")
+    if outcome.answer is not None:
+        answer = outcome.answer
         record = {"sources": [s.url for s in answer.sources], "abstained": answer.abstained}
         ctx.kv.put(f"answer:{question.question_id}", json.dumps(record), ANSWER_MEMORY_SECONDS)
 
@@ -134,27 +143,29 @@ def _notify_quietly(ctx: WorkerContext, question: SlackQuestion, text: str) -> N
 
 
 @app.task(name="ragbot.sync_source", acks_late=False)
-def sync_source(source: str, full: bool = False, response_url: str | None = None) -> str:
+def sync_source(source: str, full: bool = False, response_url: str | None = None) -> dict[str, Any]:
+    """Returns {"ok": bool, "summary": str}; replies to `response_url` when one is given."""
     ctx = context()
     with ctx.sync_lock(source) as acquired:
         if not acquired:
-            message = f"A sync of {source} is already running; it will pick up these changes."
+            outcome = {
+                "ok": True,
+                "summary": f"{source}: a sync is already running; it will pick up these changes.",
+            }
         else:
             try:
                 report = ctx.runtime.syncer().sync(ctx.runtime.connector(source), full=full)
-                message = (
-                    f"Reindexed {source}: {report.indexed} indexed, {report.unchanged} unchanged, "
-                    f"{report.deleted} deleted, {report.skipped} skipped."
-                )
+                outcome = {"ok": True, "summary": report.summary()}
             except (SyncFailed, NotConfigured) as exc:
-                message = f"Reindexing {source} failed: {exc}"
+                outcome = {"ok": False, "summary": f"{source}: sync failed: {exc}"}
     if response_url:
-        _respond(response_url, message)
-    return message
+        done = "Reindexed" if outcome["ok"] else "Reindexing failed for"
+        _respond(response_url, f"{done} {outcome['summary']}")
+    return outcome
 
 
 @app.task(name="ragbot.sync_all", acks_late=False)
-def sync_all() -> list[str]:
+def sync_all() -> list[dict[str, Any]]:
     return [sync_source(source) for source in context().runtime.configured_sources()]
 
 
@@ -166,6 +177,23 @@ def admin_status(response_url: str | None = None) -> str:
     if response_url:
         _respond(response_url, f"```\n{text}\n```")
     return text
+
+
+@app.task(name="ragbot.status", acks_late=False)
+def status() -> list[dict[str, Any]]:
+    """`ragbot status` when the worker owns the index."""
+    ctx = context()
+    rows = source_statuses(ctx.runtime.configured_sources(), ctx.runtime.index, ctx.runtime.state)
+    return [row.to_json() for row in rows]
+
+
+@app.task(name="ragbot.ask", acks_late=False)
+def ask(question: str, reader: str | None = None) -> dict[str, object]:
+    """`ragbot ask` when the worker owns the index; raises what the CLI explains."""
+    ctx = context()
+    settings = ctx.settings
+    principals = for_email(reader) if reader else org_wide(settings.ragbot_org_domains)
+    return ctx.runtime.answer_service().answer(question, principals).to_json()
 
 
 def _respond(response_url: str, text: str) -> None:
