@@ -532,3 +532,40 @@ def test_the_cli_hands_its_work_to_the_workers(stack: Stack, redis_url: str) -> 
     no_worker = {**stack.env, "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/12"}
     refused = run_cli(no_worker, "ask", "anything")
     assert refused.returncode == 1 and "no worker is running" in refused.stderr
+
+
+def test_edits_deletions_and_bot_messages_are_ignored(stack: Stack, fake_slack: FakeSlack) -> None:
+    channel = "D0QUIET"
+    ts = fake_slack.next_ts()
+    base = {"type": "message", "channel": channel, "channel_type": "im", "ts": ts}
+    stack.post_event(
+        {
+            **base,
+            "subtype": "message_changed",
+            "hidden": True,
+            "message": {"type": "message", "user": ASKER, "text": "edited?", "ts": ts},
+        }
+    )
+    stack.post_event({**base, "subtype": "message_deleted", "hidden": True, "deleted_ts": ts})
+    stack.post_event({**base, "bot_id": "B0OTHER", "text": "I am another bot", "user": "U0BOT2"})
+    stack.post_event(mention(channel, "loop?", fake_slack.next_ts()) | {"bot_id": "B0OTHER"})
+    time.sleep(2)
+    assert fake_slack.bot_messages(channel) == []
+
+
+def test_without_redis_the_front_door_answers_by_itself(
+    stack: Stack, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(Path(stack.env["RAGBOT_DATA_DIR"]), data_dir)
+    env = {k: v for k, v in stack.env.items() if k != "REDIS_URL"}
+    env["RAGBOT_DATA_DIR"] = str(data_dir)
+    alone = Stack(env, free_port(), stack.logs)
+    alone.start_server()
+    try:
+        ts = fake_slack.user_says("C0ALONE", "rollback", ASKER)
+        alone.post_event(mention("C0ALONE", "How do I roll back a production deploy?", ts))
+        assert "Deploying Services" in block_text(answer_in(fake_slack, "C0ALONE", ts))
+        assert httpx.get(alone.url + "/readyz").json() == {"status": "ready"}
+    finally:
+        alone.stop()
