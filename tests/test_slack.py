@@ -433,7 +433,7 @@ def test_slack_connect_channels_see_only_public_documents(
 def test_a_failing_llm_gets_a_clear_message_in_the_thread(
     stack: Stack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
 ) -> None:
-    fake_llm.faults = [Fault(status=500)] * 3
+    fake_llm.faults = [Fault(status=500)] * 2  # the first try and its one retry
     ts = fake_slack.user_says("C0GENERAL", "parental leave?", ASKER)
     stack.post_event(mention("C0GENERAL", "How long is parental leave?", ts))
     text = block_text(answer_in(fake_slack, "C0GENERAL", ts))

@@ -40,9 +40,12 @@ class LLMError(Exception):
 
 
 def make_client(
-    api_key: str, base_url: str | None, timeout: float, max_retries: int = 2
+    api_key: str, base_url: str | None, timeout: float, max_retries: int = 1
 ) -> openai.OpenAI:
-    """An OpenAI client; it retries 408/409/429/5xx with backoff and honours Retry-After."""
+    """An OpenAI client; it retries 408/409/429/5xx with backoff and honours Retry-After.
+
+    One retry by default: an answer must finish within the answer task's time limit.
+    """
     return openai.OpenAI(
         api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
     )

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     ragbot_embed_model: str | None = None
     ragbot_context_tokens: int | None = Field(default=None, gt=0)
     ragbot_answer_tokens: int = Field(default=1024, gt=0)
-    ragbot_llm_timeout_seconds: float = Field(default=25.0, gt=0)
+    ragbot_llm_timeout_seconds: float = Field(default=20.0, gt=0)
 
     ragbot_org_domains: CsvList = Field(default_factory=list)
     ragbot_admins: CsvList = Field(default_factory=list)
@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
 
     # A killed worker's unacknowledged question returns to the queue after this long; it must
-    # exceed the longest answer task (bounded below it by the task's time limit).
-    ragbot_task_visibility_seconds: int = Field(default=90, ge=5)
+    # exceed the longest answer task, which is time-limited just below it (two LLM attempts of
+    # RAGBOT_LLM_TIMEOUT_SECONDS fit in the default minute).
+    ragbot_task_visibility_seconds: int = Field(default=60, ge=5)
     ragbot_sync_interval_seconds: int = Field(default=300, ge=10)
     ragbot_idempotency_ttl_seconds: int = Field(default=3600, ge=900)
 

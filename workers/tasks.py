@@ -103,7 +103,7 @@ def _visibility() -> int:
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    soft_time_limit=max(_visibility() - 15, 3),
+    soft_time_limit=max(_visibility() - 10, 3),
     time_limit=max(_visibility() - 5, 4),
     max_retries=4,
 )

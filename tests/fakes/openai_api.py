@@ -7,18 +7,18 @@ It checks the Bearer key, answers in the real response shapes, and replays scrip
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import numpy as np
+
+from tests.fakes.loopback import LoopbackServer, send_json
 
 Messages = list[dict[str, str]]
 EMBED_DIM = 64
@@ -50,33 +50,20 @@ class FakeOpenAI:
     responder: Callable[[Messages], str] = cite_first_source
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
 
     @property
     def base_url(self) -> str:
         assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        return self._server.url + "/v1"
 
     def start(self) -> FakeOpenAI:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                fake._handle(self)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(self._handle)
         return self
 
     def stop(self) -> None:
         if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
 
     def count(self, path: str) -> int:
         return sum(1 for p, _ in self.requests if p.endswith(path))
@@ -86,10 +73,10 @@ class FakeOpenAI:
         try:
             body = json.loads(h.rfile.read(length) or b"{}")
         except json.JSONDecodeError:
-            return _send(h, 400, _error("invalid JSON body", "invalid_request_error"))
+            return send_json(h, 400, _error("invalid JSON body", "invalid_request_error"))
         self.requests.append((h.path, body))
         if h.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return _send(h, 401, _error("Incorrect API key provided", "invalid_api_key"))
+            return send_json(h, 401, _error("Incorrect API key provided", "invalid_api_key"))
         if self.faults:
             fault = self.faults.pop(0)
             if fault.delay:
@@ -97,18 +84,18 @@ class FakeOpenAI:
             if fault.status:
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
                 kind = "rate_limit_exceeded" if fault.status == 429 else "server_error"
-                return _send(h, fault.status, _error("scripted failure", kind), headers)
+                return send_json(h, fault.status, _error("scripted failure", kind), headers)
         if h.path == "/v1/chat/completions":
             return self._chat(h, body)
         if h.path == "/v1/embeddings":
             return self._embeddings(h, body)
-        return _send(h, 404, _error(f"Unknown path {h.path}", "not_found"))
+        return send_json(h, 404, _error(f"Unknown path {h.path}", "not_found"))
 
     def _chat(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         content = self.responder(body["messages"])
         created = int(time.time())
         if not body.get("stream"):
-            return _send(
+            return send_json(
                 h,
                 200,
                 {
@@ -156,7 +143,7 @@ class FakeOpenAI:
             ]
         data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(encoded)]
         data.reverse()  # the API does not promise order; clients must sort by index
-        _send(
+        send_json(
             h,
             200,
             {
@@ -179,20 +166,3 @@ def hashed_vector(text: str, dim: int = EMBED_DIM) -> list[float]:
 
 def _error(message: str, code: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": code, "param": None, "code": code}}
-
-
-def _send(
-    h: BaseHTTPRequestHandler,
-    status: int,
-    payload: dict[str, Any],
-    headers: dict[str, str] | None = None,
-) -> None:
-    data = json.dumps(payload).encode()
-    h.send_response(status)
-    h.send_header("Content-Type", "application/json")
-    h.send_header("Content-Length", str(len(data)))
-    for key, value in (headers or {}).items():
-        h.send_header(key, value)
-    h.end_headers()
-    with contextlib.suppress(BrokenPipeError):  # the client gave up waiting (timeout tests)
-        h.wfile.write(data)

@@ -14,9 +14,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl
+
+from tests.fakes.loopback import LoopbackServer, send_json
 
 BOT_USER = "UBOT"
 BOT_ID = "BBOT"
@@ -51,40 +53,24 @@ class FakeSlack:
     responses: list[dict[str, Any]] = field(default_factory=list)
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.url
 
     @property
     def api_url(self) -> str:
         return self.url + "/api/"
 
     def start(self) -> FakeSlack:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                fake._handle(self)
-
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(self._handle)
         return self
 
     def stop(self) -> None:
         if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
 
     def next_ts(self) -> str:
         with self._lock:
@@ -115,7 +101,7 @@ class FakeSlack:
         path, _, query = h.path.partition("?")
         if path.startswith("/respond/"):
             self.responses.append(json.loads(raw or "{}"))
-            return _send(h, 200, {"ok": True})
+            return send_json(h, 200, {"ok": True})
         method = path.removeprefix("/api/")
         params: dict[str, Any] = dict(parse_qsl(query))
         if raw:
@@ -130,17 +116,17 @@ class FakeSlack:
             self.calls.append((method, params))
         expected = self.app_token if method == "apps.connections.open" else self.token
         if h.headers.get("Authorization") != f"Bearer {expected}":
-            return _send(h, 200, {"ok": False, "error": "invalid_auth"})
+            return send_json(h, 200, {"ok": False, "error": "invalid_auth"})
         for fault in list(self.faults):
             if fault.method == method:
                 self.faults.remove(fault)
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
                 error = "ratelimited" if fault.status == 429 else "internal_error"
-                return _send(h, fault.status, {"ok": False, "error": error}, headers)
+                return send_json(h, fault.status, {"ok": False, "error": error}, headers)
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
-            return _send(h, 200, {"ok": False, "error": "unknown_method"})
-        return _send(h, 200, handler(params))
+            return send_json(h, 200, {"ok": False, "error": "unknown_method"})
+        return send_json(h, 200, handler(params))
 
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -228,19 +214,3 @@ class FakeSlack:
 
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "message_ts": self.next_ts()}
-
-
-def _send(
-    h: BaseHTTPRequestHandler,
-    status: int,
-    payload: dict[str, Any],
-    headers: dict[str, str] | None = None,
-) -> None:
-    data = json.dumps(payload).encode()
-    h.send_response(status)
-    h.send_header("Content-Type", "application/json; charset=utf-8")
-    h.send_header("Content-Length", str(len(data)))
-    for key, value in (headers or {}).items():
-        h.send_header(key, value)
-    h.end_headers()
-    h.wfile.write(data)
