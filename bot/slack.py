@@ -29,6 +29,9 @@ from workers.settings import Settings
 log = logging.getLogger(__name__)
 
 PLACEHOLDER = "Searching the docs… :mag:"
+QUEUE_DOWN = (
+    "Sorry, I can't take questions right now (my task queue is down). Please try again soon."
+)
 THREAD_MEMORY_SECONDS = 7 * 86400
 # Message subtypes that are still a person asking; everything else (edits, deletions, joins,
 # bot messages) is ignored.
@@ -129,7 +132,14 @@ class SlackFrontDoor:
             is_direct=event.get("channel_type") == "im",
             placeholder_ts=placeholder,
         )
-        await self.dispatcher.send("ragbot.answer_slack", question.to_payload())
+        try:
+            await self.dispatcher.send("ragbot.answer_slack", question.to_payload())
+        except Exception as exc:  # the queue is down: say so rather than leave "Searching…"
+            log.error("could not enqueue %s: %s", question.question_id, exc.__class__.__name__)
+            metrics.ERRORS.labels("slack", "enqueue").inc()
+            if placeholder:
+                await client.chat_update(channel=channel, ts=placeholder, text=QUEUE_DOWN)
+            return
         metrics.QUESTIONS.labels("slack", kind).inc()
         metrics.ENQUEUE_LATENCY.labels("slack").observe(time.perf_counter() - started)
 
