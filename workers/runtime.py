@@ -11,8 +11,11 @@ from types import TracebackType
 
 import openai
 import redis
+from pydantic import SecretStr
 
 from connectors.base import Connector
+from connectors.confluence import ConfluenceConfig, ConfluenceConnector
+from connectors.confluence_client import ConfluenceClient
 from connectors.files import FilesConnector
 from workers.answer import AnswerService, Writer
 from workers.chunking import Chunker
@@ -31,7 +34,11 @@ SOURCES = ("files", "confluence", "gdrive")
 
 def configured_sources(settings: Settings) -> list[str]:
     """The sources this deployment indexes, in a stable order."""
-    return ["files"] if settings.files_path is not None else []
+    configured = {
+        "files": settings.files_path is not None,
+        "confluence": bool(settings.confluence_url),
+    }
+    return [name for name in SOURCES if configured.get(name)]
 
 
 class NotConfigured(Exception):
@@ -141,5 +148,26 @@ class Runtime:
         if not self._configured(name):
             hint = {"files": "FILES_PATH", "confluence": "CONFLUENCE_URL", "gdrive": "GOOGLE_*"}
             raise NotConfigured(f"source {name!r} is not configured (set {hint[name]})")
+        if name == "confluence":
+            return self._confluence()
         assert self.settings.files_path is not None
         return FilesConnector(self.settings.files_path)
+
+    def _confluence(self) -> Connector:
+        settings = self.settings
+        assert settings.confluence_url is not None
+        client = ConfluenceClient(
+            settings.confluence_url,
+            username=settings.confluence_username,
+            api_token=_secret(settings.confluence_api_token),
+            personal_token=_secret(settings.confluence_pat),
+        )
+        config = ConfluenceConfig(
+            spaces=tuple(settings.confluence_spaces),
+            org_domains=tuple(settings.ragbot_org_domains),
+        )
+        return ConfluenceConnector(client, config)
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
 
     files_path: Path | None = None
 
+    confluence_url: str | None = None
+    confluence_username: str | None = None
+    confluence_api_token: SecretStr | None = None
+    confluence_pat: SecretStr | None = None
+    confluence_spaces: CsvList = Field(default_factory=list)
+
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
@@ -60,7 +66,7 @@ class Settings(BaseSettings):
     ragbot_sync_interval_seconds: int = Field(default=300, ge=10)
     ragbot_idempotency_ttl_seconds: int = Field(default=3600, ge=900)
 
-    @field_validator("ragbot_org_domains", "ragbot_admins", mode="before")
+    @field_validator("ragbot_org_domains", "ragbot_admins", "confluence_spaces", mode="before")
     @classmethod
     def _csv(cls, value: object) -> list[str]:
         return _split_csv(value)

@@ -1,0 +1,186 @@
+"""The Confluence connector against a fake Confluence Cloud over loopback (real httpx client)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from connectors.base import Checkpoint, ConnectorError, Document, Skipped
+from connectors.confluence import ConfluenceConfig, ConfluenceConnector
+from connectors.confluence_client import ConfluenceClient
+from tests.fakes.confluence_api import ConfluenceFault, FakeConfluence, Page, Space
+from tests.support import HashEmbedder
+from workers.chunking import Chunker
+from workers.index_edge import EdgeIndex
+from workers.state import FileStateStore
+from workers.sync import Syncer, SyncFailed
+from workers.tokens import counter_for_model
+
+DAY_AGO = datetime.now(UTC) - timedelta(days=1)
+RUNBOOK = """<h1>Rollback</h1><p>Roll back first, investigate later.</p>
+<ac:structured-macro ac:name="code"><ac:parameter ac:name="language">bash</ac:parameter>
+<ac:plain-text-body><![CDATA[acme release rollback --to previous]]></ac:plain-text-body>
+</ac:structured-macro>
+<ac:structured-macro ac:name="warning"><ac:rich-text-body><p>Post in #incidents.</p>
+</ac:rich-text-body></ac:structured-macro>
+<table><tbody><tr><th>Severity</th><th>Response</th></tr><tr><td>SEV1</td><td>15 minutes</td></tr>
+</tbody></table><ac:structured-macro ac:name="toc"/>"""
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeConfluence]:
+    server = FakeConfluence(users={"acc-dana": "dana@acme.com", "acc-sam": "sam@acme.com"})
+    server.spaces = {
+        "ENG": Space("ENG", "Engineering"),
+        "PUB": Space("PUB", "Public Docs", anonymous=True),
+        "HR": Space("HR", "People", all_users=False, groups=["hr"]),
+    }
+    for n in range(100):
+        server.pages[str(n + 1)] = Page(
+            str(n + 1),
+            "ENG",
+            f"Note {n}",
+            f"<p>Note number {n}.</p>",
+            when=DAY_AGO + timedelta(seconds=n),
+        )
+    server.pages["1001"] = Page(
+        "1001", "ENG", "Deploy runbook", RUNBOOK, when=DAY_AGO, labels=["runbook", "ops"]
+    )
+    server.pages["2001"] = Page(
+        "2001", "ENG", "Salaries", "<p>Bands.</p>", when=DAY_AGO, restricted_users=["acc-dana"]
+    )
+    server.pages["2002"] = Page(
+        "2002", "ENG", "Salary details", "<p>More.</p>", when=DAY_AGO, ancestors=["2001"]
+    )
+    server.pages["2003"] = Page(
+        "2003",
+        "ENG",
+        "Salary review",
+        "<p>Review.</p>",
+        when=DAY_AGO,
+        ancestors=["2001"],
+        restricted_users=["acc-dana", "acc-sam"],
+    )
+    server.pages["3001"] = Page("3001", "PUB", "Press kit", "<p>Logos.</p>", when=DAY_AGO)
+    server.pages["4001"] = Page("4001", "HR", "Payroll", "<p>Payday is the 25th.</p>", when=DAY_AGO)
+    server.start()
+    yield server
+    server.stop()
+
+
+def connector(fake: FakeConfluence, give_up: float = 30.0) -> ConfluenceConnector:
+    client = ConfluenceClient(
+        fake.url,
+        username=fake.email,
+        api_token=fake.token,
+        give_up_after_seconds=give_up,
+        sleep=lambda seconds: None,
+    )
+    return ConfluenceConnector(client, ConfluenceConfig(org_domains=("acme.com",), page_size=25))
+
+
+def documents(items: list[object]) -> dict[str, Document]:
+    return {i.id: i for i in items if isinstance(i, Document)}
+
+
+def test_pages_become_documents_with_structure_links_and_labels(fake: FakeConfluence) -> None:
+    items = list(connector(fake).poll(None))
+    docs = documents(items)
+    assert len(docs) == 106 and isinstance(items[-1], Checkpoint)
+    assert fake.count("/content/search") >= 5, "followed _links.next across pages"
+    runbook = docs["confluence:1001"]
+    assert runbook.url == fake.url + "/spaces/ENG/pages/1001"
+    assert "```bash\nacme release rollback --to previous\n```" in runbook.text
+    assert "| SEV1 | 15 minutes |" in runbook.text and "**Warning:**" in runbook.text
+    assert runbook.breadcrumbs == ("Engineering",) and runbook.labels == ("runbook", "ops")
+    assert runbook.version == "1" and runbook.updated_at.tzinfo is not None
+    assert docs["confluence:2002"].breadcrumbs == ("Engineering", "Salaries")
+
+
+def test_readers_follow_restrictions_inheritance_and_space_permissions(
+    fake: FakeConfluence,
+) -> None:
+    docs = documents(list(connector(fake).poll(None)))
+    assert docs["confluence:1001"].acl == {"domain:acme.com"}
+    assert "public" in docs["confluence:3001"].acl, "an anonymous-readable space"
+    assert docs["confluence:4001"].acl == {"group:confluence:hr"}
+    assert docs["confluence:2001"].acl == {"user:dana@acme.com"}, "hidden email resolved"
+    assert docs["confluence:2002"].acl == {"user:dana@acme.com"}, "inherited from its parent"
+    assert docs["confluence:2003"].acl == {"user:dana@acme.com"}, "must pass both levels"
+
+
+def test_a_failed_permission_lookup_fails_closed_and_is_reported(fake: FakeConfluence) -> None:
+    fake.faults = [ConfluenceFault("/space/HR", 403)]
+    items = list(connector(fake).poll(None))
+    assert documents(items)["confluence:4001"].acl == frozenset()
+    skipped = [i for i in items if isinstance(i, Skipped)]
+    assert [s.id for s in skipped] == ["confluence:4001"] and "visible to nobody" in skipped[
+        0
+    ].reason
+
+
+def test_rate_limits_and_server_errors_are_retried(fake: FakeConfluence) -> None:
+    fake.faults = [
+        ConfluenceFault("/content/search", 429, retry_after="3"),
+        ConfluenceFault("/content/search", 500),
+    ]
+    docs = documents(list(connector(fake).poll(None)))
+    assert len(docs) == 106
+    searches = [p for p in fake.requests if "/content/search" in p]
+    assert "limit=25" in searches[0] and "limit=12" in searches[2], "halved after a 5xx"
+
+
+def test_an_outage_is_a_connector_error(fake: FakeConfluence) -> None:
+    fake.faults = [ConfluenceFault("/content/search", 503)] * 50
+    with pytest.raises(ConnectorError, match="kept failing"):
+        list(connector(fake, give_up=0.0).poll(None))
+    fake.faults = []
+    wrong = ConfluenceClient(fake.url, username=fake.email, api_token="revoked")
+    with pytest.raises(ConnectorError, match="refused the credentials"):
+        list(ConfluenceConnector(wrong, ConfluenceConfig()).poll(None))
+
+
+@pytest.fixture
+def syncer(tmp_path: Path) -> Iterator[tuple[Syncer, HashEmbedder, EdgeIndex]]:
+    embedder = HashEmbedder()
+    index = EdgeIndex(tmp_path / "index", embedder.dim)
+    state = FileStateStore(tmp_path / "state.json")
+    yield Syncer(index, embedder, Chunker(counter_for_model("gpt-4o-mini")), state), embedder, index
+    index.close()
+
+
+def test_edits_and_deletions_reach_the_index_incrementally(
+    fake: FakeConfluence, syncer: tuple[Syncer, HashEmbedder, EdgeIndex]
+) -> None:
+    sync, embedder, index = syncer
+    source = connector(fake)
+    assert sync.sync(source).indexed == 106
+    fake.edit("1001", "<p>New rollback steps.</p>", when=datetime.now(UTC) - timedelta(minutes=2))
+    fake.pages["3001"].status = "trashed"
+    fake.requests.clear()
+    embedder.passages_embedded = 0
+
+    report = sync.sync(source)
+    assert report.indexed == 1 and embedder.passages_embedded == 1 and report.deleted == 1
+    assert index.document_versions("confluence")["confluence:1001"] == {"2"}
+    assert "confluence:3001" not in index.document_versions("confluence")
+    bodies = [p for p in fake.requests if "/content/search" in p and "expand=" in p]
+    assert len(bodies) == 1, "the incremental window asks for the changed page only"
+
+
+def test_a_crash_mid_sync_resumes_without_loss(
+    fake: FakeConfluence, syncer: tuple[Syncer, HashEmbedder, EdgeIndex]
+) -> None:
+    sync, _, index = syncer
+    fake.faults = [ConfluenceFault("cursor=", 500)] * 20
+    with pytest.raises(SyncFailed):
+        sync.sync(connector(fake, give_up=0.0))
+    assert 0 < len(index.document_versions("confluence")) < 106
+    fake.faults = []
+    report = sync.sync(connector(fake))
+    versions = index.document_versions("confluence")
+    assert len(versions) == 106 and all(len(v) == 1 for v in versions.values())
+    assert report.unchanged > 0
