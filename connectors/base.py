@@ -70,6 +70,9 @@ class Connector(Protocol):
     """A source of documents. Valid once constructed: no second set-up step."""
 
     name: str
+    # True when list_ids costs little (a local folder): then every scheduled sync also prunes.
+    # Otherwise deletions are checked on their own, slower schedule.
+    listing_is_cheap: bool
 
     def poll(self, checkpoint: Checkpoint | None) -> Iterator[PollItem]:
         """Changes since `checkpoint` (everything when None), ending with a new checkpoint."""

@@ -61,6 +61,7 @@ class PermissionUnknown(Exception):
 
 class ConfluenceConnector:
     name = SOURCE
+    listing_is_cheap = False
 
     def __init__(self, client: ConfluenceClient, config: ConfluenceConfig) -> None:
         self.client = client
@@ -134,6 +135,8 @@ class ConfluenceConnector:
             acl = self._acl(result, restrictions, spaces)
         except PermissionUnknown as exc:
             acl, problem = frozenset(), f"permissions unknown, visible to nobody: {exc}"
+        if not acl and problem is None:
+            problem = "no reader could be identified (hidden emails?), visible to nobody"
         storage = result.get("body", {}).get("storage", {}).get("value", "")
         space = result.get("space", {})
         version = result.get("version", {})

@@ -41,6 +41,7 @@ class FilesConnector:
     """Yields one Document per readable file under `root`."""
 
     name = SOURCE
+    listing_is_cheap = True
 
     def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = root.resolve()

@@ -184,3 +184,35 @@ def test_a_crash_mid_sync_resumes_without_loss(
     versions = index.document_versions("confluence")
     assert len(versions) == 106 and all(len(v) == 1 for v in versions.values())
     assert report.unchanged > 0
+
+
+def test_data_center_with_a_context_path_and_a_personal_token(fake: FakeConfluence) -> None:
+    fake.pat, fake.context = "dc-personal-token", "/confluence"
+    client = ConfluenceClient(fake.url, personal_token="dc-personal-token", sleep=lambda s: None)
+    source = ConfluenceConnector(client, ConfluenceConfig(org_domains=("acme.com",), page_size=25))
+    items = list(source.poll(None))
+    docs = documents(items)
+    assert len(docs) == 106 and fake.count("start=25") == 1
+    assert docs["confluence:1001"].url.endswith("/confluence/spaces/ENG/pages/1001")
+    assert docs["confluence:1001"].acl == {"domain:acme.com"}
+    # Data Center hides emails: a page restricted to named users stays invisible, and says so.
+    assert docs["confluence:2001"].acl == frozenset()
+    assert any(isinstance(i, Skipped) and i.id == "confluence:2001" for i in items)
+    assert sorted(source.list_ids())[:2] == ["confluence:1", "confluence:10"]
+
+
+def test_deletions_are_checked_only_when_asked(
+    fake: FakeConfluence, syncer: tuple[Syncer, HashEmbedder, EdgeIndex]
+) -> None:
+    sync, _, index = syncer
+    source = connector(fake)
+    assert not source.listing_is_cheap
+    sync.sync(source)
+    fake.pages["4001"].status = "trashed"
+    fake.requests.clear()
+    assert sync.sync(source, prune=False).deleted == 0
+    assert "confluence:4001" in index.document_versions("confluence")
+    listing = [p for p in fake.requests if "/content/search" in p and "expand=" not in p]
+    assert listing == [], "the frequent sync lists nothing"
+    assert sync.sync(source, prune=True).deleted == 1
+    assert "confluence:4001" not in index.document_versions("confluence")

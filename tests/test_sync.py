@@ -104,6 +104,7 @@ class CrashingConnector:
     """Yields some documents from a real folder, then fails as a network would mid-sync."""
 
     name = "files"
+    listing_is_cheap = True
 
     def __init__(self, inner: FilesConnector, fail_after: int) -> None:
         self.inner = inner

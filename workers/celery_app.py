@@ -51,7 +51,13 @@ def make_celery(settings: Settings) -> Celery:
             "sync-all-sources": {
                 "task": "ragbot.sync_all",
                 "schedule": float(settings.ragbot_sync_interval_seconds),
-            }
+                "kwargs": {"check_deletions": False},
+            },
+            "check-deletions": {
+                "task": "ragbot.sync_all",
+                "schedule": float(settings.ragbot_deletion_check_seconds),
+                "kwargs": {"check_deletions": True},
+            },
         },
     )
     if settings.redis_url:

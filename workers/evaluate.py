@@ -58,6 +58,7 @@ class CorpusConnector:
 
     rows: list[dict[str, Any]]
     name: str = SOURCE
+    listing_is_cheap: bool = True
 
     def poll(self, checkpoint: Checkpoint | None) -> Iterator[PollItem]:
         now = datetime.now(UTC)

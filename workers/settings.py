@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     # RAGBOT_LLM_TIMEOUT_SECONDS fit in the default minute).
     ragbot_task_visibility_seconds: int = Field(default=60, ge=5)
     ragbot_sync_interval_seconds: int = Field(default=300, ge=10)
+    ragbot_deletion_check_seconds: int = Field(default=3600, ge=60)
     ragbot_idempotency_ttl_seconds: int = Field(default=3600, ge=900)
 
     @field_validator("ragbot_org_domains", "ragbot_admins", "confluence_spaces", mode="before")

@@ -56,7 +56,8 @@ class Syncer:
         self.chunker = chunker
         self.state = state
 
-    def sync(self, connector: Connector, full: bool = False) -> SyncReport:
+    def sync(self, connector: Connector, full: bool = False, prune: bool = True) -> SyncReport:
+        """Index the changes; with `prune`, also remove what the source no longer lists."""
         source = connector.name
         report = SyncReport(source)
         started = time.perf_counter()
@@ -81,7 +82,8 @@ class Syncer:
                 elif isinstance(item, Checkpoint):
                     state.checkpoint = item.value
                     self.state.save(source, state)
-            report.deleted += self._prune(connector, state)
+            if prune or full:
+                report.deleted += self._prune(connector, state)
             self.index.commit()
         except (ConnectorError, IndexUnavailable, EmbeddingError, StateUnavailable) as exc:
             state.last_error = f"{_now()}: {exc}"

@@ -143,7 +143,9 @@ def _notify_quietly(ctx: WorkerContext, question: SlackQuestion, text: str) -> N
 
 
 @app.task(name="ragbot.sync_source", acks_late=False)
-def sync_source(source: str, full: bool = False, response_url: str | None = None) -> dict[str, Any]:
+def sync_source(
+    source: str, full: bool = False, response_url: str | None = None, prune: bool = True
+) -> dict[str, Any]:
     """Returns {"ok": bool, "summary": str}; replies to `response_url` when one is given."""
     ctx = context()
     with ctx.sync_lock(source) as acquired:
@@ -154,7 +156,9 @@ def sync_source(source: str, full: bool = False, response_url: str | None = None
             }
         else:
             try:
-                report = ctx.runtime.syncer().sync(ctx.runtime.connector(source), full=full)
+                connector = ctx.runtime.connector(source)
+                prune = prune or connector.listing_is_cheap
+                report = ctx.runtime.syncer().sync(connector, full=full, prune=prune)
                 outcome = {"ok": True, "summary": report.summary()}
             except (SyncFailed, NotConfigured) as exc:
                 outcome = {"ok": False, "summary": f"{source}: sync failed: {exc}"}
@@ -165,8 +169,12 @@ def sync_source(source: str, full: bool = False, response_url: str | None = None
 
 
 @app.task(name="ragbot.sync_all", acks_late=False)
-def sync_all() -> list[dict[str, Any]]:
-    return [sync_source(source) for source in context().runtime.configured_sources()]
+def sync_all(check_deletions: bool = False) -> list[dict[str, Any]]:
+    """The scheduled sync; deletions are checked every time only where listing is cheap."""
+    return [
+        sync_source(source, prune=check_deletions)
+        for source in context().runtime.configured_sources()
+    ]
 
 
 @app.task(name="ragbot.admin_status", acks_late=False)

@@ -19,8 +19,6 @@ from zoneinfo import ZoneInfo
 
 from tests.fakes.loopback import LoopbackServer, send_json
 
-CONTEXT = "/wiki"
-
 
 @dataclass
 class Page:
@@ -59,6 +57,8 @@ class ConfluenceFault:
 class FakeConfluence:
     email: str = "bot@acme.com"
     token: str = "api-token"
+    pat: str | None = None  # set: a Data Center server taking a Bearer personal access token
+    context: str = "/wiki"
     timezone: str = "Europe/Berlin"
     hide_emails: bool = True
     users: dict[str, str] = field(default_factory=dict)  # account id -> email
@@ -71,7 +71,7 @@ class FakeConfluence:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return self._server.url + CONTEXT
+        return self._server.url + self.context
 
     def start(self) -> FakeConfluence:
         self._server = LoopbackServer(self._handle)
@@ -91,7 +91,11 @@ class FakeConfluence:
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         self.requests.append(h.path)
-        expected = "Basic " + base64.b64encode(f"{self.email}:{self.token}".encode()).decode()
+        expected = (
+            f"Bearer {self.pat}"
+            if self.pat
+            else "Basic " + base64.b64encode(f"{self.email}:{self.token}".encode()).decode()
+        )
         if h.headers.get("Authorization") != expected:
             return send_json(h, 401, {"statusCode": 401, "message": "Unauthorized"})
         for fault in list(self.faults):
@@ -100,7 +104,7 @@ class FakeConfluence:
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
                 return send_json(h, fault.status, {"statusCode": fault.status}, headers)
         parts = urlsplit(h.path)
-        path = parts.path.removeprefix(CONTEXT)
+        path = parts.path.removeprefix(self.context)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         routes = [
             (r"/rest/api/content/search", self._search),
@@ -118,9 +122,11 @@ class FakeConfluence:
 
     def _links(self, **extra: str) -> dict[str, str]:
         assert self._server is not None
-        return {"base": self.url, "context": CONTEXT, **extra}
+        return {"base": self.url, "context": self.context, **extra}
 
     def _user_json(self, account: str) -> dict[str, Any]:
+        if self.pat:  # Data Center names users, and shows no email to a non-admin
+            return {"type": "known", "username": account, "userKey": f"key-{account}"}
         user = {
             "type": "known",
             "accountId": account,
@@ -145,7 +151,10 @@ class FakeConfluence:
     def _search(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         cql = query.get("cql", "")
         limit = min(int(query.get("limit", 25)), 100)
-        start = int(base64.urlsafe_b64decode(query["cursor"]).decode()) if "cursor" in query else 0
+        if "cursor" in query:
+            start = int(base64.urlsafe_b64decode(query["cursor"]).decode())
+        else:
+            start = int(query.get("start", 0))
         zone = ZoneInfo(self.timezone)
 
         def minute(value: str) -> datetime:
@@ -169,8 +178,11 @@ class FakeConfluence:
         results = [self._content_json(p, expanded) for p in chunk]
         links = self._links()
         if start + limit < len(found):
-            cursor = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
-            params = {k: v for k, v in query.items() if k != "cursor"} | {"cursor": cursor}
+            params = {k: v for k, v in query.items() if k not in ("cursor", "start")}
+            if self.pat:  # Data Center pages by offset
+                params["start"] = str(start + limit)
+            else:  # Cloud pages by cursor
+                params["cursor"] = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
             links["next"] = "/rest/api/content/search?" + urlencode(params)
         return 200, {
             "results": results,
