@@ -18,8 +18,12 @@ MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 TEXT_SUFFIXES = frozenset({".txt", ".text", ".rst", ".csv", ".log"})
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 SUPPORTED_SUFFIXES = (
-    MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | frozenset({".pdf", ".docx"})
+    MARKDOWN_SUFFIXES
+    | TEXT_SUFFIXES
+    | HTML_SUFFIXES
+    | frozenset({".pdf", ".docx", ".pptx", ".xlsx"})
 )
+MAX_SHEET_ROWS = 2000
 
 
 def to_markdown(data: bytes, suffix: str) -> str:
@@ -33,6 +37,10 @@ def to_markdown(data: bytes, suffix: str) -> str:
         text = pdf_to_markdown(data)
     elif suffix == ".docx":
         text = docx_to_markdown(data)
+    elif suffix == ".pptx":
+        text = pptx_to_markdown(data)
+    elif suffix == ".xlsx":
+        text = xlsx_to_markdown(data)
     else:
         raise UnreadableDocument(f"unsupported file type {suffix or '(none)'}")
     text = _tidy(text)
@@ -131,16 +139,69 @@ def _docx_table(table: object) -> str:
     from docx.table import Table
 
     assert isinstance(table, Table)
-    rows = [
-        [cell.text.strip().replace("\n", " ").replace("|", "\\|") for cell in row.cells]
-        for row in table.rows
-    ]
-    if not rows:
-        return ""
+    rows = [[cell.text for cell in row.cells] for row in table.rows]
+    return _pipe_table(rows) if rows else ""
+
+
+def pptx_to_markdown(data: bytes) -> str:
+    """PPTX -> one section per slide: its title as a heading, then its text and tables."""
+    import zipfile
+
+    from pptx import Presentation
+    from pptx.exc import PackageNotFoundError
+
+    try:
+        deck = Presentation(io.BytesIO(data))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise UnreadableDocument(f"PPTX could not be read: {exc}") from exc
+    sections: list[str] = []
+    for number, slide in enumerate(deck.slides, start=1):
+        title_shape = slide.shapes.title
+        title = title_shape.text_frame.text.strip() if title_shape is not None else ""
+        parts = [f"## Slide {number}" + (f": {title}" if title else "")]
+        for shape in slide.shapes:
+            if shape == title_shape:
+                continue
+            if shape.has_text_frame and shape.text_frame.text.strip():
+                parts.append(shape.text_frame.text.strip())
+            if getattr(shape, "has_table", False) and shape.has_table:
+                rows = [[cell.text for cell in row.cells] for row in shape.table.rows]
+                parts.append(_pipe_table(rows))
+        sections.append("\n\n".join(parts))
+    return "\n\n".join(sections)
+
+
+def xlsx_to_markdown(data: bytes) -> str:
+    """XLSX -> one section per sheet, its used range as a table (values, not formulas)."""
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise UnreadableDocument(f"XLSX could not be read: {exc}") from exc
+    sections: list[str] = []
+    for sheet in book.worksheets:
+        rows = [
+            ["" if value is None else str(value) for value in row]
+            for row in sheet.iter_rows(values_only=True, max_row=MAX_SHEET_ROWS)
+        ]
+        rows = [row for row in rows if any(cell.strip() for cell in row)]
+        if rows:
+            sections.append(f"## {sheet.title}\n\n" + _pipe_table(rows))
+    book.close()
+    return "\n\n".join(sections)
+
+
+def _pipe_table(rows: list[list[str]]) -> str:
     width = max(len(row) for row in rows)
-    rows = [row + [""] * (width - len(row)) for row in rows]
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * width]
-    out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    cells = [
+        [c.strip().replace("\n", " ").replace("|", "\\|") for c in row] + [""] * (width - len(row))
+        for row in rows
+    ]
+    out = ["| " + " | ".join(cells[0]) + " |", "|" + " --- |" * width]
+    out += ["| " + " | ".join(row) + " |" for row in cells[1:]]
     return "\n".join(out)
 
 

@@ -106,3 +106,38 @@ def test_incremental_poll_reads_only_files_changed_since_the_checkpoint(tmp_path
 def test_a_missing_folder_is_a_connector_error(tmp_path: Path) -> None:
     with pytest.raises(ConnectorError, match="not a readable folder"):
         list(FilesConnector(tmp_path / "nope").poll(None))
+
+
+def test_slides_and_spreadsheets_become_sections_and_tables(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[1])
+    slide.shapes.title.text = "Quarterly goals"
+    slide.placeholders[1].text = "Ship the Teams bot"
+    table = slide.shapes.add_table(2, 2, Inches(1), Inches(4), Inches(4), Inches(1)).table
+    table.cell(0, 0).text, table.cell(0, 1).text = "Goal", "Owner"
+    table.cell(1, 0).text, table.cell(1, 1).text = "Teams", "Dana"
+    buffer = io.BytesIO()
+    deck.save(buffer)
+    (tmp_path / "goals.pptx").write_bytes(buffer.getvalue())
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Budget"
+    sheet.append(["Team", "EUR"])
+    sheet.append(["Platform", 120000])
+    book.create_sheet("Headcount").append(["Team", "People"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    (tmp_path / "budget.xlsx").write_bytes(buffer.getvalue())
+
+    items = poll_all(FilesConnector(tmp_path))
+    goals, budget = items["files:goals.pptx"], items["files:budget.xlsx"]
+    assert isinstance(goals, Document) and goals.title == "Slide 1: Quarterly goals"
+    assert "Ship the Teams bot" in goals.text and "| Teams | Dana |" in goals.text
+    assert isinstance(budget, Document)
+    assert "## Budget" in budget.text and "| Platform | 120000 |" in budget.text
+    assert "## Headcount" in budget.text, "every sheet, not just the first"
