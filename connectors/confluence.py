@@ -25,7 +25,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.base import Checkpoint, ConnectorError, Document, PollItem, Skipped
 from connectors.confluence_client import ConfluenceClient
-from connectors.parsing import storage_to_markdown
+from connectors.parsing import (
+    SUPPORTED_SUFFIXES,
+    UnreadableDocument,
+    storage_to_markdown,
+    to_markdown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,7 @@ class ConfluenceConfig:
     list_page_size: int = 200
     overlap_minutes: int = 3
     timezone: str | None = None  # the API user's; detected when not given
+    max_attachment_bytes: int = 20 * 1024 * 1024
 
 
 class PermissionUnknown(Exception):
@@ -95,12 +101,17 @@ class ConfluenceConnector:
 
     def list_ids(self) -> Iterator[str]:
         for result in self.client.paginate(
-            "/rest/api/content/search", {"cql": self._scope(), "limit": self.config.list_page_size}
+            "/rest/api/content/search",
+            {"cql": self._scope(with_attachments=True), "limit": self.config.list_page_size},
         ):
             yield f"{SOURCE}:{result['id']}"
 
-    def _scope(self) -> str:
-        cql = "type in (page, blogpost)"
+    def _scope(self, with_attachments: bool = False) -> str:
+        cql = (
+            "type in (page, blogpost, attachment)"
+            if with_attachments
+            else "type in (page, blogpost)"
+        )
         if self.config.spaces:
             cql += " and space in (" + ", ".join(f'"{s}"' for s in self.config.spaces) + ")"
         return cql
@@ -140,7 +151,7 @@ class ConfluenceConnector:
         storage = result.get("body", {}).get("storage", {}).get("value", "")
         space = result.get("space", {})
         version = result.get("version", {})
-        yield Document(
+        page = Document(
             id=doc_id,
             source=SOURCE,
             title=str(result.get("title", "")),
@@ -158,8 +169,49 @@ class ConfluenceConnector:
                 for label in result.get("metadata", {}).get("labels", {}).get("results", [])
             ),
         )
+        yield page
         if problem:
             yield Skipped(doc_id, problem)
+        yield from self._attachments(str(result["id"]), page)
+
+    def _attachments(self, page_id: str, page: Document) -> Iterator[PollItem]:
+        """Readable attachments of a page, as documents the page's readers may see."""
+        for attachment in self.client.paginate(
+            f"/rest/api/content/{page_id}/child/attachment", {"limit": 50, "expand": "version"}
+        ):
+            doc_id = f"{SOURCE}:{attachment['id']}"
+            filename = str(attachment.get("title", ""))
+            suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+            if suffix not in SUPPORTED_SUFFIXES:
+                continue
+            size = int(attachment.get("extensions", {}).get("fileSize") or 0)
+            if size > self.config.max_attachment_bytes:
+                limit = self.config.max_attachment_bytes // (1024 * 1024)
+                yield Skipped(doc_id, f"attachment larger than {limit} MB")
+                continue
+            try:
+                data = self.client.download(
+                    f"/rest/api/content/{page_id}/child/attachment/{attachment['id']}/download",
+                    self.config.max_attachment_bytes,
+                )
+                text = to_markdown(data, suffix)
+            except (ConnectorError, UnreadableDocument) as exc:
+                yield Skipped(doc_id, f"attachment {filename}: {exc}")
+                continue
+            version = attachment.get("version", {})
+            webui = attachment.get("_links", {}).get("webui")
+            yield Document(
+                id=doc_id,
+                source=SOURCE,
+                title=f"{filename} ({page.title})",
+                url=self.client.base_url + str(webui) if webui else page.url,
+                text=text,
+                updated_at=_parse_time(version.get("when")),
+                version=str(version.get("number", "")),
+                acl=page.acl,
+                breadcrumbs=(*page.breadcrumbs, page.title),
+                labels=page.labels,
+            )
 
     def _acl(
         self,

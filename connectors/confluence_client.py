@@ -102,6 +102,28 @@ class ConfluenceClient:
                 raise ConnectorError("Confluence returned something that is not JSON") from exc
             return data
 
+    def download(self, path: str, max_bytes: int) -> bytes:
+        """Bytes of an attachment. Cloud answers 302 to a media host: that request goes without
+        our Authorization header (the redirect URL carries its own short-lived token)."""
+        url = self.base_url + path
+        self.requests += 1
+        try:
+            response = self._http.get(url)
+            if response.is_redirect:
+                target = httpx.URL(response.headers["Location"])
+                target = target if target.is_absolute_url else httpx.URL(url).join(target)
+                if target.host == httpx.URL(url).host and target.port == httpx.URL(url).port:
+                    response = self._http.get(target)
+                else:
+                    response = httpx.get(target, timeout=60.0, follow_redirects=True)
+        except httpx.HTTPError as exc:
+            raise ConnectorError(f"attachment download failed: {exc.__class__.__name__}") from exc
+        if response.status_code != 200:
+            raise ConnectorError(f"attachment download failed (HTTP {response.status_code})")
+        if len(response.content) > max_bytes:
+            raise ConnectorError("attachment is larger than the size limit")
+        return response.content
+
     def paginate(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Every result of a paged v1 collection, following `_links.next`."""
         page = self.get(path, params)

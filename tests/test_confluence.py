@@ -11,8 +11,8 @@ import pytest
 from connectors.base import Checkpoint, ConnectorError, Document, Skipped
 from connectors.confluence import ConfluenceConfig, ConfluenceConnector
 from connectors.confluence_client import ConfluenceClient
-from tests.fakes.confluence_api import ConfluenceFault, FakeConfluence, Page, Space
-from tests.support import HashEmbedder
+from tests.fakes.confluence_api import Attachment, ConfluenceFault, FakeConfluence, Page, Space
+from tests.support import HashEmbedder, text_pdf
 from workers.chunking import Chunker
 from workers.index_edge import EdgeIndex
 from workers.state import FileStateStore
@@ -216,3 +216,35 @@ def test_deletions_are_checked_only_when_asked(
     assert listing == [], "the frequent sync lists nothing"
     assert sync.sync(source, prune=True).deleted == 1
     assert "confluence:4001" not in index.document_versions("confluence")
+
+
+def test_attachments_are_documents_behind_a_redirect_without_our_credentials(
+    fake: FakeConfluence, syncer: tuple[Syncer, HashEmbedder, EdgeIndex]
+) -> None:
+    fake.pages["2001"].attachments = [
+        Attachment(
+            "att9001", "bands.pdf", text_pdf(["Staff Engineer band: 92,000 to 118,000 EUR"])
+        ),
+        Attachment("att9002", "logo.png", b"\x89PNG"),
+        Attachment("att9003", "export.txt", b"x" * 5000),
+    ]
+    client = ConfluenceClient(fake.url, username=fake.email, api_token=fake.token)
+    source = ConfluenceConnector(
+        client, ConfluenceConfig(org_domains=("acme.com",), max_attachment_bytes=4096)
+    )
+    items = list(source.poll(None))
+    docs = documents(items)
+    pdf = docs["confluence:att9001"]
+    assert "92,000 to 118,000" in pdf.text and pdf.title == "bands.pdf (Salaries)"
+    assert pdf.acl == docs["confluence:2001"].acl == {"user:dana@acme.com"}
+    assert pdf.breadcrumbs == ("Engineering", "Salaries")
+    assert "confluence:att9002" not in docs
+    assert any(isinstance(i, Skipped) and i.id == "confluence:att9003" for i in items)
+    assert fake.media_requests and all(auth is None for _, auth in fake.media_requests)
+
+    sync, _, index = syncer
+    sync.sync(source)
+    assert "confluence:att9001" in index.document_versions("confluence")
+    fake.pages["2001"].attachments = []
+    sync.sync(source, prune=True)
+    assert "confluence:att9001" not in index.document_versions("confluence")

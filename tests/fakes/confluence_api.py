@@ -21,6 +21,15 @@ from tests.fakes.loopback import LoopbackServer, send_json
 
 
 @dataclass
+class Attachment:
+    id: str
+    filename: str
+    data: bytes
+    version: int = 1
+    when: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
 class Page:
     id: str
     space: str
@@ -34,6 +43,7 @@ class Page:
     restricted_groups: list[str] = field(default_factory=list)
     status: str = "current"
     type: str = "page"
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
@@ -66,7 +76,9 @@ class FakeConfluence:
     pages: dict[str, Page] = field(default_factory=dict)
     faults: list[ConfluenceFault] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    media_requests: list[tuple[str, str | None]] = field(default_factory=list)  # path, auth
     _server: LoopbackServer | None = None
+    _media: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
@@ -75,11 +87,30 @@ class FakeConfluence:
 
     def start(self) -> FakeConfluence:
         self._server = LoopbackServer(self._handle)
+        self._media = LoopbackServer(self._serve_media)  # another host, as Cloud's media API is
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.stop()
+        for server in (self._server, self._media):
+            if server:
+                server.stop()
+
+    def _serve_media(self, h: BaseHTTPRequestHandler) -> None:
+        auth = h.headers.get("Authorization")
+        self.media_requests.append((h.path, auth))
+        if auth is not None:  # the media host must never see the site's credentials
+            return send_json(h, 400, {"error": "unexpected Authorization header"})
+        attachment_id = urlsplit(h.path).path.rsplit("/", 1)[-1]
+        for page in self.pages.values():
+            for attachment in page.attachments:
+                if attachment.id == attachment_id:
+                    h.send_response(200)
+                    h.send_header("Content-Type", "application/octet-stream")
+                    h.send_header("Content-Length", str(len(attachment.data)))
+                    h.end_headers()
+                    h.wfile.write(attachment.data)
+                    return None
+        return send_json(h, 404, {"error": "no such file"})
 
     def edit(self, page_id: str, body: str, when: datetime | None = None) -> None:
         page = self.pages[page_id]
@@ -106,8 +137,19 @@ class FakeConfluence:
         parts = urlsplit(h.path)
         path = parts.path.removeprefix(self.context)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        download = re.fullmatch(r"/rest/api/content/(\w+)/child/attachment/(\w+)/download", path)
+        if download:
+            assert self._media is not None
+            h.send_response(302)
+            h.send_header(
+                "Location", f"{self._media.url}/file/{download.group(2)}?token=short-lived"
+            )
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return None
         routes = [
             (r"/rest/api/content/search", self._search),
+            (r"/rest/api/content/(\w+)/child/attachment", self._attachments),
             (r"/rest/api/content/(\w+)/restriction/byOperation/read", self._restriction),
             (r"/rest/api/space/(\w+)", self._space),
             (r"/rest/api/user/current", self._current_user),
@@ -164,7 +206,9 @@ class FakeConfluence:
         wanted = {s.strip().strip('"') for s in spaces.group(1).split(",")} if spaces else None
         since = re.search(r'lastmodified >= "([^"]+)"', cql)
         until = re.search(r'lastmodified < "([^"]+)"', cql)
-        found = [
+        types = re.search(r"type in \(([^)]*)\)", cql)
+        listed = {t.strip() for t in types.group(1).split(",")} if types else {"page"}
+        found: list[Any] = [
             p
             for p in self.pages.values()
             if p.status == "current"
@@ -172,10 +216,15 @@ class FakeConfluence:
             and (since is None or p.when.replace(second=0, microsecond=0) >= minute(since.group(1)))
             and (until is None or p.when.replace(second=0, microsecond=0) < minute(until.group(1)))
         ]
-        found.sort(key=lambda p: (p.when, p.id))
+        if "attachment" in listed:
+            found += [(a, p) for p in list(found) for a in p.attachments if isinstance(p, Page)]
+        found.sort(key=lambda p: (p.when, p.id) if isinstance(p, Page) else (p[0].when, p[0].id))
         chunk = found[start : start + limit]
         expanded = "expand" in query
-        results = [self._content_json(p, expanded) for p in chunk]
+        results = [
+            self._content_json(p, expanded) if isinstance(p, Page) else self._attachment_json(*p)
+            for p in chunk
+        ]
         links = self._links()
         if start + limit < len(found):
             params = {k: v for k, v in query.items() if k not in ("cursor", "start")}
@@ -222,6 +271,39 @@ class FakeConfluence:
                 },
             }
         return content
+
+    def _attachment_json(self, attachment: Attachment, page: Page) -> dict[str, Any]:
+        return {
+            "id": attachment.id,
+            "type": "attachment",
+            "status": "current",
+            "title": attachment.filename,
+            "version": {
+                "number": attachment.version,
+                "when": attachment.when.isoformat().replace("+00:00", "Z"),
+            },
+            "extensions": {
+                "fileSize": len(attachment.data),
+                "mediaType": "application/octet-stream",
+            },
+            "_links": {
+                "webui": f"/pages/viewpageattachments.action?pageId={page.id}",
+                "download": f"/download/attachments/{page.id}/{attachment.filename}",
+            },
+        }
+
+    def _attachments(self, query: dict[str, str], page_id: str) -> tuple[int, dict[str, Any]]:
+        page = self.pages.get(page_id)
+        if page is None:
+            return 404, {"statusCode": 404}
+        results = [self._attachment_json(a, page) for a in page.attachments]
+        return 200, {
+            "results": results,
+            "start": 0,
+            "limit": 50,
+            "size": len(results),
+            "_links": self._links(),
+        }
 
     def _restriction(self, query: dict[str, str], page_id: str) -> tuple[int, dict[str, Any]]:
         page = self.pages.get(page_id)
