@@ -44,6 +44,7 @@ EXPAND = ",".join(
         "metadata.labels",
         "restrictions.read.restrictions.user",
         "restrictions.read.restrictions.group",
+        "children.attachment.version",
     ]
 )
 # Groups that mean "every licensed user" on Cloud and Data Center.
@@ -172,13 +173,26 @@ class ConfluenceConnector:
         yield page
         if problem:
             yield Skipped(doc_id, problem)
-        yield from self._attachments(str(result["id"]), page)
+        yield from self._attachments(result, page)
 
-    def _attachments(self, page_id: str, page: Document) -> Iterator[PollItem]:
+    def _attachment_list(self, result: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The page's attachments: expanded with the page itself, then any further pages."""
+        expanded = result.get("children", {}).get("attachment")
+        if expanded is None:
+            yield from self.client.paginate(
+                f"/rest/api/content/{result['id']}/child/attachment",
+                {"limit": 50, "expand": "version"},
+            )
+            return
+        yield from expanded.get("results", [])
+        next_link = expanded.get("_links", {}).get("next")
+        if next_link:
+            yield from self.client.paginate(next_link, {})
+
+    def _attachments(self, result: dict[str, Any], page: Document) -> Iterator[PollItem]:
         """Readable attachments of a page, as documents the page's readers may see."""
-        for attachment in self.client.paginate(
-            f"/rest/api/content/{page_id}/child/attachment", {"limit": 50, "expand": "version"}
-        ):
+        page_id = str(result["id"])
+        for attachment in self._attachment_list(result):
             doc_id = f"{SOURCE}:{attachment['id']}"
             filename = str(attachment.get("title", ""))
             suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""

@@ -266,6 +266,13 @@ class FakeConfluence:
                         "results": [{"prefix": "global", "name": label} for label in page.labels]
                     }
                 },
+                "children": {
+                    "attachment": {
+                        "results": [self._attachment_json(a, page) for a in page.attachments],
+                        "size": len(page.attachments),
+                        "_links": {},
+                    }
+                },
                 "restrictions": {
                     "read": {"operation": "read", "restrictions": self._restriction_json(page)}
                 },
