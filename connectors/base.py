@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class ConnectorError(Exception):
@@ -80,4 +80,13 @@ class Connector(Protocol):
 
     def list_ids(self) -> Iterator[str]:
         """Every document id the source has now; cheap, used to prune deletions."""
+        ...
+
+
+@runtime_checkable
+class GroupDirectory(Protocol):
+    """A source that defines groups can say who is in them, so group ACLs work for readers."""
+
+    def members(self, groups: set[str]) -> dict[str, set[str]]:
+        """For group principals of this source: member email -> the groups they belong to."""
         ...

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.base import Checkpoint, ConnectorError, Document, PollItem, Skipped
@@ -106,6 +107,28 @@ class ConfluenceConnector:
             {"cql": self._scope(with_attachments=True), "limit": self.config.list_page_size},
         ):
             yield f"{SOURCE}:{result['id']}"
+
+    def members(self, groups: set[str]) -> dict[str, set[str]]:
+        """Members of the named Confluence groups, by email (hidden emails resolved on Cloud)."""
+        prefix = f"group:{SOURCE}:"
+        found: dict[str, set[str]] = {}
+        for principal in sorted(groups):
+            if not principal.startswith(prefix):
+                continue
+            name = principal[len(prefix) :]
+            params: dict[str, Any] = {"limit": 200}
+            if self.client.personal_token:  # Data Center
+                path = f"/rest/api/group/{quote(name)}/member"
+            else:
+                path, params["name"] = "/rest/api/group/member", name
+            for user in self.client.paginate(path, params):
+                try:
+                    email = self._email(user)
+                except PermissionUnknown:
+                    email = None
+                if email:
+                    found.setdefault(email, set()).add(principal)
+        return found
 
     def _scope(self, with_attachments: bool = False) -> str:
         cql = (

@@ -38,6 +38,7 @@ class ConfluenceClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.personal_token = personal_token  # set: Data Center, whose API differs in places
         headers = {"Accept": "application/json"}
         auth: httpx.Auth | None = None
         if personal_token:

@@ -248,3 +248,24 @@ def test_attachments_are_documents_behind_a_redirect_without_our_credentials(
     fake.pages["2001"].attachments = []
     sync.sync(source, prune=True)
     assert "confluence:att9001" not in index.document_versions("confluence")
+
+
+def test_group_members_get_group_restricted_pages_as_readers(
+    fake: FakeConfluence, tmp_path: Path
+) -> None:
+    from workers.runtime import Runtime
+    from workers.settings import Settings
+
+    fake.groups = {"hr": ["acc-dana"]}
+    embedder = HashEmbedder()
+    index = EdgeIndex(tmp_path / "index", embedder.dim)
+    state = FileStateStore(tmp_path / "data" / "sync-state.json")
+    sync = Syncer(index, embedder, Chunker(counter_for_model("gpt-4o-mini")), state)
+    sync.sync(connector(fake), prune=True)
+    index.close()
+    assert state.load("confluence").memberships == {"dana@acme.com": ["group:confluence:hr"]}
+
+    settings = Settings(ragbot_data_dir=tmp_path / "data", confluence_url=fake.url)
+    with Runtime(settings) as runtime:
+        assert "group:confluence:hr" in runtime.reader("Dana@acme.com")
+        assert "group:confluence:hr" not in runtime.reader("sam@acme.com")

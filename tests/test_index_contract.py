@@ -118,3 +118,10 @@ def test_hits_carry_what_a_citation_needs(index: Index) -> None:
     )
     assert hit.updated_at == datetime(2026, 11, 1, 10, tzinfo=UTC)
     assert "25 days" in hit.text and hit.chunk_id == "policy#0"
+
+
+def test_principals_lists_every_reader_named_in_a_source(index: Index) -> None:
+    write(index, doc("a", "alpha", {"public", "group:confluence:hr"}, source="confluence"))
+    write(index, doc("b", "beta", {"user:dana@acme.com"}, source="confluence"))
+    write(index, doc("c", "gamma", {"group:files:ops"}))
+    assert index.principals("confluence") == {"public", "group:confluence:hr", "user:dana@acme.com"}

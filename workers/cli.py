@@ -150,7 +150,9 @@ def _ask(runtime: Runtime, args: argparse.Namespace) -> int:
         answer = _through_queue("ragbot.ask", args.question, args.reader)
     else:
         principals = (
-            for_email(args.reader) if args.reader else org_wide(runtime.settings.ragbot_org_domains)
+            runtime.reader(args.reader)
+            if args.reader
+            else org_wide(runtime.settings.ragbot_org_domains)
         )
         answer = runtime.answer_service().answer(args.question, principals).to_json()
     print(json.dumps(answer, ensure_ascii=False) if args.json else _answer_text(answer))

@@ -26,6 +26,7 @@ DENSE = "dense"
 SPARSE = "sparse"
 _POINT_NAMESPACE = uuid.UUID("6f1c0d1e-6a43-4f57-9a3c-2f0b1d2e8a11")
 KEYWORD_FIELDS = ("document_id", "source", "acl", "version")
+MAX_FACET_VALUES = 100_000
 
 
 class IndexUnavailable(Exception):
@@ -81,6 +82,10 @@ class Index(Protocol):
     ) -> list[Hit]: ...
 
     def stats(self, source: str) -> SourceStats: ...
+
+    def principals(self, source: str) -> set[str]:
+        """Every principal named in the ACLs of `source`'s documents."""
+        ...
 
     def commit(self) -> None:
         """Called after a batch of writes (a sync): make them durable and quick to search."""

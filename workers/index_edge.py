@@ -19,6 +19,7 @@ from workers.embed import Vectors
 from workers.index import (
     DENSE,
     KEYWORD_FIELDS,
+    MAX_FACET_VALUES,
     SPARSE,
     Hit,
     IndexUnavailable,
@@ -115,6 +116,19 @@ class EdgeIndex:
         rows = self._scroll(qe.Filter(must=[_match("source", source)]), ["document_id"])
         documents = {row["document_id"] for row in rows}
         return SourceStats(documents=len(documents), chunks=len(rows))
+
+    def principals(self, source: str) -> set[str]:
+        self._optimize_if_dirty()
+        request = qe.FacetRequest(
+            key="acl",
+            limit=MAX_FACET_VALUES,
+            exact=True,
+            filter=qe.Filter(must=[_match("source", source)]),
+        )
+        try:
+            return {str(hit.value) for hit in self._shard.facet(request).hits}
+        except Exception as exc:
+            raise IndexUnavailable(f"the embedded index failed a facet count: {exc}") from exc
 
     def close(self) -> None:
         self._shard.close()

@@ -18,6 +18,7 @@ from workers.embed import Vectors
 from workers.index import (
     DENSE,
     KEYWORD_FIELDS,
+    MAX_FACET_VALUES,
     SPARSE,
     Hit,
     IndexUnavailable,
@@ -110,6 +111,15 @@ class ServerIndex:
     def stats(self, source: str) -> SourceStats:
         rows = self._scroll(source, ["document_id"])
         return SourceStats(documents=len({r["document_id"] for r in rows}), chunks=len(rows))
+
+    def principals(self, source: str) -> set[str]:
+        selector = models.Filter(must=[_match("source", source)])
+        response = self._call(
+            lambda: self._client.facet(
+                self.collection, "acl", facet_filter=selector, limit=MAX_FACET_VALUES, exact=True
+            )
+        )
+        return {str(hit.value) for hit in response.hits}
 
     def commit(self) -> None:
         """Writes are acknowledged with wait=True; the server optimises on its own."""

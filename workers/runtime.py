@@ -23,6 +23,7 @@ from workers.embed import Embedder, LocalE5Embedder, OpenAIEmbedder
 from workers.index import Index
 from workers.index_edge import EdgeIndex
 from workers.llm import ChatModel, context_window, make_client
+from workers.readers import for_email
 from workers.retrieve import Retriever
 from workers.settings import Settings
 from workers.state import FileStateStore, RedisStateStore, StateStore
@@ -138,6 +139,13 @@ class Runtime:
 
     def configured_sources(self) -> list[str]:
         return configured_sources(self.settings)
+
+    def reader(self, email: str) -> frozenset[str]:
+        """One person's principals, with the groups each source last reported for them."""
+        groups: set[str] = set()
+        for source in self.configured_sources():
+            groups.update(self.state.load(source).memberships.get(email.strip().lower(), []))
+        return for_email(email, groups)
 
     def _configured(self, name: str) -> bool:
         return name in configured_sources(self.settings)

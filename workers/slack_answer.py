@@ -7,6 +7,7 @@ Slack itself failing is raised, so the task can retry delivery.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.render import slack_answer, slack_notice
@@ -25,13 +26,16 @@ LLM_DOWN = "I couldn't reach the language model just now. Please try again in a 
 
 
 def reader_principals(
-    question: SlackQuestion, delivery: SlackDelivery, org_domains: list[str]
+    question: SlackQuestion,
+    delivery: SlackDelivery,
+    org_domains: list[str],
+    reader: Callable[[str], frozenset[str]] = for_email,
 ) -> frozenset[str]:
     """A DM is searched as its one reader; a channel as everyone who can read the reply."""
     if question.is_direct or question.response_url:
         email = delivery.email_of(question.user_id)
         try:
-            return for_email(email) if email else public_only()
+            return reader(email) if email else public_only()
         except ReaderError:
             return public_only()
     if delivery.is_shared_externally(question.channel_id):
@@ -50,9 +54,10 @@ def answer_slack_question(
     service: AnswerService,
     delivery: SlackDelivery,
     org_domains: list[str],
+    reader: Callable[[str], frozenset[str]] = for_email,
 ) -> Outcome:
     """Answers and replies; a failure of the index or the model is explained in the thread."""
-    principals = reader_principals(question, delivery, org_domains)
+    principals = reader_principals(question, delivery, org_domains, reader)
     history = delivery.thread_history(question)
     try:
         answer = service.answer(question.text, principals, history)

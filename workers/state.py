@@ -32,6 +32,8 @@ class SourceState:
     last_attempt_at: str | None = None
     last_error: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    # Reader email -> the source's group principals they hold; refreshed by each deletion check.
+    memberships: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, raw: str | bytes | None) -> SourceState:

@@ -12,7 +12,15 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from connectors.base import Checkpoint, Connector, ConnectorError, Deleted, Document, Skipped
+from connectors.base import (
+    Checkpoint,
+    Connector,
+    ConnectorError,
+    Deleted,
+    Document,
+    GroupDirectory,
+    Skipped,
+)
 from workers.chunking import Chunker
 from workers.embed import Embedder, EmbeddingError
 from workers.index import Index, IndexUnavailable
@@ -84,6 +92,8 @@ class Syncer:
                     self.state.save(source, state)
             if prune or full:
                 report.deleted += self._prune(connector, state)
+                if isinstance(connector, GroupDirectory):
+                    self._refresh_memberships(connector, source, state)
             self.index.commit()
         except (ConnectorError, IndexUnavailable, EmbeddingError, StateUnavailable) as exc:
             state.last_error = f"{_now()}: {exc}"
@@ -129,6 +139,18 @@ class Syncer:
             self.index.delete_document(document_id)
         state.skipped = {k: v for k, v in state.skipped.items() if k in current}
         return len(gone)
+
+    def _refresh_memberships(
+        self, directory: GroupDirectory, source: str, state: SourceState
+    ) -> None:
+        """Who is in the groups the source's documents name (so `--as` and DMs get them)."""
+        groups = {p for p in self.index.principals(source) if p.startswith(f"group:{source}:")}
+        try:
+            members = directory.members(groups)
+        except ConnectorError as exc:  # keep the last known memberships; readers fail closed
+            log.warning("group memberships of %s not refreshed: %s", source, exc)
+            return
+        state.memberships = {email: sorted(found) for email, found in sorted(members.items())}
 
     def _save_quietly(self, source: str, state: SourceState) -> None:
         try:

@@ -22,7 +22,7 @@ from bot.slack_delivery import SlackDelivery, SlackDeliveryError, make_web_clien
 from bot.slack_questions import SlackQuestion
 from workers.celery_app import app
 from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue
-from workers.readers import for_email, org_wide
+from workers.readers import org_wide
 from workers.runtime import NotConfigured, Runtime
 from workers.settings import Settings
 from workers.slack_answer import answer_slack_question
@@ -113,7 +113,11 @@ def answer_slack(self: Any, payload: dict[str, Any]) -> None:
     started = time.perf_counter()
     try:
         outcome = answer_slack_question(
-            question, ctx.runtime.answer_service(), ctx.slack, ctx.settings.ragbot_org_domains
+            question,
+            ctx.runtime.answer_service(),
+            ctx.slack,
+            ctx.settings.ragbot_org_domains,
+            ctx.runtime.reader,
         )
     except SoftTimeLimitExceeded:
         _notify_quietly(ctx, question, SLOW_ANSWER)
@@ -200,7 +204,7 @@ def ask(question: str, reader: str | None = None) -> dict[str, object]:
     """`ragbot ask` when the worker owns the index; raises what the CLI explains."""
     ctx = context()
     settings = ctx.settings
-    principals = for_email(reader) if reader else org_wide(settings.ragbot_org_domains)
+    principals = ctx.runtime.reader(reader) if reader else org_wide(settings.ragbot_org_domains)
     return ctx.runtime.answer_service().answer(question, principals).to_json()
 
 

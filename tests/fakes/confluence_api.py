@@ -72,6 +72,7 @@ class FakeConfluence:
     timezone: str = "Europe/Berlin"
     hide_emails: bool = True
     users: dict[str, str] = field(default_factory=dict)  # account id -> email
+    groups: dict[str, list[str]] = field(default_factory=dict)  # group name -> account ids
     spaces: dict[str, Space] = field(default_factory=dict)
     pages: dict[str, Page] = field(default_factory=dict)
     faults: list[ConfluenceFault] = field(default_factory=list)
@@ -149,6 +150,8 @@ class FakeConfluence:
             return None
         routes = [
             (r"/rest/api/content/search", self._search),
+            (r"/rest/api/group/member", self._group_members),
+            (r"/rest/api/group/([^/]+)/member", self._group_members),
             (r"/rest/api/content/(\w+)/child/attachment", self._attachments),
             (r"/rest/api/content/(\w+)/restriction/byOperation/read", self._restriction),
             (r"/rest/api/space/(\w+)", self._space),
@@ -345,6 +348,21 @@ class FakeConfluence:
             "accountId": account,
             "email": self.users[account],
             "displayName": account.title(),
+        }
+
+    def _group_members(
+        self, query: dict[str, str], name: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        group = name or query.get("name", "")
+        if group not in self.groups:
+            return 404, {"statusCode": 404}
+        members = [self._user_json(a) for a in self.groups[group]]
+        return 200, {
+            "results": members,
+            "start": 0,
+            "limit": 200,
+            "size": len(members),
+            "_links": self._links(),
         }
 
     def _current_user(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
