@@ -269,3 +269,50 @@ def test_group_members_get_group_restricted_pages_as_readers(
     with Runtime(settings) as runtime:
         assert "group:confluence:hr" in runtime.reader("Dana@acme.com")
         assert "group:confluence:hr" not in runtime.reader("sam@acme.com")
+
+
+def test_ragbot_sync_confluence_from_the_command_line(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    fake = FakeConfluence(users={"acc-dana": "dana@acme.com"})
+    fake.spaces = {"ENG": Space("ENG", "Engineering"), "HR": Space("HR", "People", all_users=False)}
+    fake.pages["1"] = Page("1", "ENG", "Deploy runbook", RUNBOOK, when=DAY_AGO)
+    fake.pages["2"] = Page("2", "HR", "Payroll", "<p>Payday is the 25th.</p>", when=DAY_AGO)
+    fake.start()
+    try:
+        env = {
+            **os.environ,
+            "RAGBOT_DATA_DIR": str(tmp_path),
+            "CONFLUENCE_URL": fake.url,
+            "CONFLUENCE_USERNAME": fake.email,
+            "CONFLUENCE_API_TOKEN": fake.token,
+            "CONFLUENCE_SPACES": "ENG",
+            "RAGBOT_ORG_DOMAINS": "acme.com",
+        }
+        for name in ("REDIS_URL", "QDRANT_URL", "OPENAI_API_KEY", "FILES_PATH"):
+            env.pop(name, None)
+        ragbot = str(Path(sys.executable).parent / "ragbot")
+        synced = subprocess.run(
+            [ragbot, "sync", "confluence"], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert synced.returncode == 0, synced.stderr
+        assert synced.stdout.startswith("confluence: 1 indexed"), "only the configured space"
+        asked = subprocess.run(
+            [ragbot, "ask", "How do I roll back?", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        source = json.loads(asked.stdout)["sources"][0]
+        assert source["source"] == "confluence" and source["url"].endswith("/pages/1")
+        env["CONFLUENCE_API_TOKEN"] = "revoked"
+        refused = subprocess.run(
+            [ragbot, "sync", "confluence"], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert refused.returncode == 1 and "refused the credentials" in refused.stderr
+    finally:
+        fake.stop()

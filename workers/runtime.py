@@ -173,6 +173,7 @@ class Runtime:
         config = ConfluenceConfig(
             spaces=tuple(settings.confluence_spaces),
             org_domains=tuple(settings.ragbot_org_domains),
+            max_attachment_bytes=settings.confluence_max_attachment_mb * 1024 * 1024,
         )
         return ConfluenceConnector(client, config)
 

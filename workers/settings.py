@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     confluence_api_token: SecretStr | None = None
     confluence_pat: SecretStr | None = None
     confluence_spaces: CsvList = Field(default_factory=list)
+    confluence_max_attachment_mb: int = Field(default=20, ge=1)
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
