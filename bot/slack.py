@@ -101,13 +101,21 @@ class SlackFrontDoor:
     ) -> None:
         started = time.perf_counter()
         team, channel, ts = self._team(event, body), event["channel"], event["ts"]
-        # One key per message: Slack's retries and the app_mention/message pair share it.
-        if not self.kv.claim(f"slack:msg:{team}:{channel}:{ts}", self.ttl):
+        thread_ts = event.get("thread_ts") or ts
+        # Slack's retries repeat the event id; the app_mention/message pair for one message
+        # shares the message key. Either seen before means the question is already taken.
+        try:
+            event_id = body.get("event_id")
+            fresh_event = not event_id or self.kv.claim(f"slack:event:{event_id}", self.ttl)
+            fresh_message = self.kv.claim(f"slack:msg:{team}:{channel}:{ts}", self.ttl)
+        except Exception as exc:  # Redis is down: no way to answer exactly once, so say so
+            log.error("idempotency store unavailable: %s", exc.__class__.__name__)
+            metrics.ERRORS.labels("slack", "claim").inc()
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=QUEUE_DOWN)
+            return
+        if not (fresh_event and fresh_message):
             metrics.DUPLICATES.labels("slack").inc()
             return
-        if body.get("event_id"):
-            self.kv.claim(f"slack:event:{body['event_id']}", self.ttl)
-        thread_ts = event.get("thread_ts") or ts
         text = question_text(event.get("text", ""))
         if not text:
             await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=HELP)
