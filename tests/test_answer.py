@@ -179,3 +179,10 @@ def test_passages_of_one_document_share_one_citation() -> None:
     text, refs = check_citations("A [3][1]. B [2]. C [1] [4].", sources)
     assert text == "A [1]. B [2]. C [1]."
     assert [(r.n, r.document_id) for r in refs] == [(1, "leave"), (2, "travel")]
+
+
+def test_extractive_answers_quote_the_matching_section_not_its_neighbours(
+    extractive: AnswerService,
+) -> None:
+    answer = extractive.answer("How long is parental leave?", ORG)
+    assert "16 weeks" in answer.text and "sick" not in answer.text.lower()

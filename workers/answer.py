@@ -30,6 +30,7 @@ MIN_TERM_COVERAGE = 0.6
 MAX_SOURCES = 8
 EXTRACT_FROM_HITS = 3
 EXTRACT_BLOCKS = 2
+KEEP_FRACTION_OF_BEST = 0.75
 MAX_QUOTE_CHARS = 600
 
 ABSTAIN_EN = (
@@ -149,62 +150,76 @@ def extractive_text(question: str, hits: Sequence[Hit]) -> str:
 
     Whole blocks rather than sentences: a table quoted as a table, or a paragraph with its
     context, answers more questions than the best-matching sentence torn from its neighbours.
+    A block is judged with its own section heading, and quoted only if it scores close to the
+    best block, so a neighbouring section that merely shares the page's topic stays out.
     """
     question_terms = set(terms(question))
-    candidates: list[tuple[float, int, int, str]] = []
+    candidates: list[tuple[float, float, int, int, str]] = []  # score, match, hit, position
     for number, hit in enumerate(hits[:EXTRACT_FROM_HITS], start=1):
-        heading_terms = set(terms(hit.breadcrumb))
-        for position, block in enumerate(_blocks(hit.text)):
-            block_terms = set(terms(block))
-            overlap = len(question_terms & (block_terms | heading_terms))
+        for position, (heading, block) in enumerate(_blocks(hit.text, hit.breadcrumb)):
+            overlap = len(question_terms & set(terms(f"{heading}\n{block}")))
             if overlap == 0:
                 continue
-            score = overlap / (1 + 0.005 * len(terms(block))) + 0.5 / number
-            candidates.append((score, number, position, block))
+            match = overlap / (1 + 0.005 * len(terms(block)))
+            candidates.append((match + 0.5 / number, match, number, position, block))
     if not candidates:
-        candidates = [(0.0, 1, 0, b) for b in _blocks(hits[0].text)[:1]]
-    best = sorted(candidates, key=lambda c: -c[0])[:EXTRACT_BLOCKS]
-    best.sort(key=lambda c: (c[1], c[2]))
+        candidates = [(0.0, 0.0, 1, 0, b) for _, b in _blocks(hits[0].text, "")[:1]]
+    ranked = sorted(candidates, key=lambda c: -c[0])
+    top_match = max(c[1] for c in ranked)
+    best = [c for c in ranked[:EXTRACT_BLOCKS] if c[1] >= KEEP_FRACTION_OF_BEST * top_match]
+    best.sort(key=lambda c: (c[2], c[3]))
     korean = hangul_share(question) >= 0.3
     lead = "문서에서 찾은 내용입니다:" if korean else "Here is what the documents say:"
     parts = [lead]
-    for _, number, _, block in best:
+    for _, _, number, _, block in best:
         ends_in_table_or_code = block.rsplit("\n", 1)[-1].lstrip().startswith(("|", "```"))
         parts.append(f"{block}\n[{number}]" if ends_in_table_or_code else f"{block} [{number}]")
     return "\n\n".join(parts)
 
 
-def _blocks(text: str) -> list[str]:
-    """Blank-line separated blocks, without headings, trimmed to a readable length."""
-    blocks: list[str] = []
-    for block in _split_blocks(text):
+def _blocks(text: str, breadcrumb: str) -> list[tuple[str, str]]:
+    """(section heading, block) pairs, blocks trimmed to a readable length."""
+    blocks: list[tuple[str, str]] = []
+    for heading, block in _split_blocks(text, breadcrumb):
         if len(block) < 4:
             continue
         if not block.startswith(("|", "```")) and len(block) > MAX_QUOTE_CHARS:
             block = block[:MAX_QUOTE_CHARS].rsplit(" ", 1)[0] + " …"
-        if blocks and blocks[-1].endswith(":"):
+        if blocks and blocks[-1][1].endswith(":"):
             # "Roll back with:" belongs with the command or table that follows it.
-            blocks[-1] = f"{blocks[-1]}\n\n{block}"
+            blocks[-1] = (blocks[-1][0], f"{blocks[-1][1]}\n\n{block}")
         else:
-            blocks.append(block)
+            blocks.append((heading, block))
     return blocks
 
 
-def _split_blocks(text: str) -> list[str]:
-    """Blank-line separated blocks, keeping fenced code whole, dropping heading lines."""
-    blocks: list[str] = []
+def _split_blocks(text: str, breadcrumb: str) -> list[tuple[str, str]]:
+    """Blank-line separated blocks under their nearest heading; fenced code kept whole."""
+    blocks: list[tuple[str, str]] = []
     current: list[str] = []
+    heading = breadcrumb
     in_fence = False
+
+    def close() -> None:
+        block = "\n".join(current).strip()
+        if block:
+            blocks.append((heading, block))
+        current.clear()
+
     for line in text.split("\n"):
         if line.lstrip().startswith(("```", "~~~")):
             in_fence = not in_fence
-        if not in_fence and not line.strip():
-            blocks.append("\n".join(current).strip())
-            current = []
-        elif in_fence or not line.lstrip().startswith("#"):
+        if in_fence or line.lstrip().startswith(("```", "~~~")):
             current.append(line)
-    blocks.append("\n".join(current).strip())
-    return [b for b in blocks if b]
+        elif not line.strip():
+            close()
+        elif line.lstrip().startswith("#"):
+            close()
+            heading = line.lstrip("# ").strip()
+        else:
+            current.append(line)
+    close()
+    return blocks
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,14 @@ def _worker(runtime: Runtime, args: argparse.Namespace) -> int:
         )
     from workers.celery_app import app
 
-    app.worker_main(["worker", "--loglevel=INFO", "-Q", args.queues, *args.celery_args])
+    celery_args = list(args.celery_args)
+    concurrency_given = any(
+        a in ("-c", "--concurrency") or a.startswith("--concurrency=") for a in celery_args
+    )
+    if not runtime.settings.qdrant_url and not concurrency_given:
+        # The embedded index opens in one process only: one worker process owns it.
+        celery_args += ["--concurrency", "1"]
+    app.worker_main(["worker", "--loglevel=INFO", "-Q", args.queues, *celery_args])
     return 0
 
 
