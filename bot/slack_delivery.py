@@ -108,12 +108,6 @@ class SlackDelivery:
             turns.append(Turn("assistant" if from_bot else "user", text))
         return turns[-HISTORY_MESSAGES:]
 
-    def post_placeholder(self, question: SlackQuestion, text: str) -> str:
-        data = self._call(
-            "chat.postMessage", channel=question.channel_id, thread_ts=question.thread_ts, text=text
-        )
-        return str(data.get("ts"))
-
     def deliver(self, question: SlackQuestion, messages: Sequence[SlackMessage]) -> None:
         """Replace the placeholder with the first message; post any others in the thread."""
         if question.response_url:

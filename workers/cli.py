@@ -27,7 +27,7 @@ from workers.readers import ReaderError, for_email, org_wide
 from workers.runtime import SOURCES, NotConfigured, Runtime
 from workers.settings import Settings
 from workers.state import StateUnavailable
-from workers.status import SourceStatus, source_statuses
+from workers.status import SourceStatus
 from workers.sync import SyncFailed
 
 SYNC_WAIT_SECONDS = 6 * 3600
@@ -175,7 +175,7 @@ def _status(runtime: Runtime, args: argparse.Namespace) -> int:
     if runtime.settings.redis_url:
         rows = [SourceStatus(**row) for row in _through_queue("ragbot.status")]
     else:
-        rows = source_statuses(runtime.configured_sources(), runtime.index, runtime.state)
+        rows = runtime.statuses()
     if args.json:
         print(json.dumps({"sources": [row.to_json() for row in rows]}, ensure_ascii=False))
         return 0

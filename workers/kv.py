@@ -32,8 +32,6 @@ class KeyValue(Protocol):
 
     def counters(self) -> dict[str, float]: ...
 
-    def ping(self) -> bool: ...
-
 
 class RedisKeyValue:
     def __init__(self, client: redis.Redis, prefix: str = "ragbot:") -> None:
@@ -59,12 +57,6 @@ class RedisKeyValue:
     def counters(self) -> dict[str, float]:
         raw = self._client.hgetall(self._prefix + "counters")
         return {k.decode(): float(v) for k, v in raw.items()}  # type: ignore[union-attr]
-
-    def ping(self) -> bool:
-        try:
-            return bool(self._client.ping())
-        except redis.RedisError:
-            return False
 
 
 class MemoryKeyValue:
@@ -107,6 +99,3 @@ class MemoryKeyValue:
     def counters(self) -> dict[str, float]:
         with self._lock:
             return dict(self._counters)
-
-    def ping(self) -> bool:
-        return True

@@ -27,6 +27,7 @@ from workers.readers import for_email
 from workers.retrieve import Retriever
 from workers.settings import Settings
 from workers.state import FileStateStore, RedisStateStore, StateStore
+from workers.status import SourceStatus, source_statuses
 from workers.sync import Syncer
 from workers.tokens import BpeTokenCounter, counter_for_model
 
@@ -139,6 +140,10 @@ class Runtime:
 
     def configured_sources(self) -> list[str]:
         return configured_sources(self.settings)
+
+    def statuses(self) -> list[SourceStatus]:
+        """Health of every configured or previously synced source (opens the index)."""
+        return source_statuses(self.configured_sources(), self.index, self.state)
 
     def reader(self, email: str) -> frozenset[str]:
         """One person's principals, with the groups each source last reported for them."""

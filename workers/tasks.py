@@ -26,7 +26,6 @@ from workers.readers import org_wide
 from workers.runtime import NotConfigured, Runtime
 from workers.settings import Settings
 from workers.slack_answer import answer_slack_question
-from workers.status import source_statuses
 from workers.sync import SyncFailed
 
 log = logging.getLogger(__name__)
@@ -183,8 +182,7 @@ def sync_all(check_deletions: bool = False) -> list[dict[str, Any]]:
 
 @app.task(name="ragbot.admin_status", acks_late=False)
 def admin_status(response_url: str | None = None) -> str:
-    ctx = context()
-    rows = source_statuses(ctx.runtime.configured_sources(), ctx.runtime.index, ctx.runtime.state)
+    rows = context().runtime.statuses()
     text = "\n".join(line for row in rows for line in row.lines()) or "No sources configured."
     if response_url:
         _respond(response_url, f"```\n{text}\n```")
@@ -194,9 +192,7 @@ def admin_status(response_url: str | None = None) -> str:
 @app.task(name="ragbot.status", acks_late=False)
 def status() -> list[dict[str, Any]]:
     """`ragbot status` when the worker owns the index."""
-    ctx = context()
-    rows = source_statuses(ctx.runtime.configured_sources(), ctx.runtime.index, ctx.runtime.state)
-    return [row.to_json() for row in rows]
+    return [row.to_json() for row in context().runtime.statuses()]
 
 
 @app.task(name="ragbot.ask", acks_late=False)
