@@ -7,6 +7,7 @@ Citations `[n]` become links to the source; the Sources list says how fresh each
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -155,3 +156,112 @@ def slack_notice(text: str) -> SlackMessage:
 def _fallback(text: str) -> str:
     plain = re.sub(r"\s+", " ", re.sub(r"[`*|#>]", "", text)).strip()
     return plain if len(plain) <= SLACK_FALLBACK_CHARS else plain[: SLACK_FALLBACK_CHARS - 1] + "…"
+
+
+# Teams: Bot Framework activities with Markdown text. A message may be about 28 KB of JSON all
+# told; a citation's title holds 80 characters, its abstract 160, and a message 20 citations.
+TEAMS_MESSAGE_BYTES = 28_000
+TEAMS_CITATION_NAME_CHARS = 80
+TEAMS_CITATION_ABSTRACT_CHARS = 160
+TEAMS_MAX_CITATIONS = 20
+_CITATION = re.compile(r"\[(\d{1,3})\](?!\()")
+
+
+@dataclass(frozen=True)
+class TeamsMessage:
+    text: str  # Teams Markdown with [n] citation markers
+    citations: list[Block]  # Teams' AI-content citation claims for the markers in `text`
+    feedback: bool = False
+
+    def activity(self) -> dict[str, Any]:
+        """The Bot Framework activity (JSON shape) that posts this message."""
+        activity: dict[str, Any] = {"type": "message", "textFormat": "markdown", "text": self.text}
+        if self.citations or self.feedback:
+            activity["entities"] = [
+                {
+                    "type": "https://schema.org/Message",
+                    "@type": "Message",
+                    "@context": "https://schema.org",
+                    "@id": "",
+                    "additionalType": ["AIGeneratedContent"],
+                    "citation": self.citations,
+                }
+            ]
+        if self.feedback:
+            activity["channelData"] = {"feedbackLoopEnabled": True}
+        return activity
+
+    def size(self) -> int:
+        return len(json.dumps(self.activity()))  # ASCII-escaped, as clients send it
+
+
+def teams_markdown(markdown: str) -> str:
+    """Markdown -> what Teams renders: headings become bold, tables preformatted text."""
+    out: list[str] = []
+    table: list[str] = []
+    in_fence = False
+    for line in markdown.split("\n"):
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+        elif not in_fence and line.lstrip().startswith("|"):
+            if not re.fullmatch(r"\s*\|?[\s:|-]+\|?\s*", line):
+                table.append(line.strip())
+            continue
+        if table:
+            out.append("```\n" + "\n".join(table) + "\n```")
+            table = []
+        out.append(line if in_fence else re.sub(r"^#{1,6}\s+(.*)$", r"**\1**", line))
+    if table:
+        out.append("```\n" + "\n".join(table) + "\n```")
+    return "\n".join(out).strip()
+
+
+def teams_answer(answer: Answer, now: datetime | None = None) -> list[TeamsMessage]:
+    """The answer as one message, or several in the same thread when it exceeds Teams' size."""
+    now = now or datetime.now(UTC)
+    text = teams_markdown(answer.text)
+    if answer.sources:
+        lines = "\n".join(_teams_source_line(s, now) for s in answer.sources)
+        text += f"\n\n**Sources**\n\n{lines}"
+    claims = {s.n: _citation(s, now) for s in answer.sources}
+    feedback = not answer.abstained
+
+    def message(piece: str, last: bool) -> TeamsMessage:
+        cited = sorted({int(n) for n in _CITATION.findall(piece)} & claims.keys())
+        citations = [claims[n] for n in cited][:TEAMS_MAX_CITATIONS]
+        return TeamsMessage(piece, citations, feedback and last)
+
+    limit = TEAMS_MESSAGE_BYTES // 2
+    while True:
+        pieces = _sections(text, limit)
+        messages = [message(p, i == len(pieces) - 1) for i, p in enumerate(pieces)]
+        if all(m.size() <= TEAMS_MESSAGE_BYTES for m in messages) or limit < 500:
+            return messages
+        limit //= 2
+
+
+def teams_notice(text: str) -> TeamsMessage:
+    return TeamsMessage(text, [])
+
+
+def _teams_source_line(source: SourceRef, now: datetime) -> str:
+    title = source.title.replace("[", "(").replace("]", ")")
+    label = f"[{title}]({source.url})" if source.url.startswith(("http://", "https://")) else title
+    return f"{source.n}. {label} · {source.source} · {age_text(source.updated_at, now)}"
+
+
+def _citation(source: SourceRef, now: datetime) -> Block:
+    appearance: Block = {
+        "@type": "DigitalDocument",
+        "name": _clip(source.title, TEAMS_CITATION_NAME_CHARS),
+        "abstract": _clip(
+            f"{source.source} · {age_text(source.updated_at, now)}", TEAMS_CITATION_ABSTRACT_CHARS
+        ),
+    }
+    if source.url.startswith(("http://", "https://")):
+        appearance["url"] = source.url
+    return {"@type": "Claim", "position": source.n, "appearance": appearance}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,4 +1,4 @@
-"""The HTTP front door: one aiohttp app for Slack, health, readiness and metrics.
+"""The HTTP front door: one aiohttp app for Slack, Teams, health, readiness and metrics.
 
 It never opens the embedded index when `REDIS_URL` is set: the workers own it, and readiness
 checks Redis (and a Qdrant server when `QDRANT_URL` is set).
@@ -70,6 +70,12 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
             "Slack is off: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN)"
         )
 
+    # Teams is always on: with no MICROSOFT_APP_ID it runs unauthenticated for the emulator
+    # (and says so loudly at start).
+    from bot.teams import TeamsFrontDoor  # the Teams SDK is slow to import; load it once here
+
+    teams = TeamsFrontDoor(settings, kv, dispatcher)
+
     async def slack_events(request: web.Request) -> web.StreamResponse:
         if slack is None:
             return web.json_response({"error": "Slack is not configured"}, status=404)
@@ -113,6 +119,7 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
         app.on_cleanup.append(close_socket)
 
     app.router.add_post("/slack/events", slack_events)
+    app.router.add_post("/api/messages", teams.handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)

@@ -141,7 +141,7 @@ class SlackFrontDoor:
             placeholder_ts=placeholder,
         )
         try:
-            await self.dispatcher.send("ragbot.answer_slack", question.to_payload())
+            await self.dispatcher.send("ragbot.answer", "slack", question.to_payload())
         except Exception as exc:  # the queue is down: say so rather than leave "Searching…"
             log.error("could not enqueue %s: %s", question.question_id, exc.__class__.__name__)
             metrics.ERRORS.labels("slack", "enqueue").inc()
@@ -174,7 +174,7 @@ class SlackFrontDoor:
                 is_direct=True,
                 response_url=response_url,
             )
-            await self.dispatcher.send("ragbot.answer_slack", question.to_payload())
+            await self.dispatcher.send("ragbot.answer", "slack", question.to_payload())
             metrics.QUESTIONS.labels("slack", "command").inc()
             return
         if verb not in ("status", "reindex"):

@@ -21,9 +21,12 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot.render import SlackMessage
+from bot.chat import DeliveryError, Reader
+from bot.render import SlackMessage, slack_answer, slack_notice
 from bot.slack_questions import SlackQuestion
+from workers.answer import Answer
 from workers.prompt import Turn
+from workers.readers import ReaderError, org_wide, public_only
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ HISTORY_MESSAGES = 10
 USER_CACHE_SECONDS = 3600
 
 
-class SlackDeliveryError(Exception):
+class SlackDeliveryError(DeliveryError):
     """Slack refused or could not be reached after retries."""
 
 
@@ -149,3 +152,41 @@ class SlackDelivery:
                 httpx.post(response_url, json=payload, timeout=15).raise_for_status()
             except httpx.HTTPError as exc:
                 raise SlackDeliveryError(f"Slack response_url failed: {exc}") from exc
+
+
+class SlackThread:
+    """One Slack question as a `ChatThread`: the workers' view of where the answer goes."""
+
+    def __init__(self, question: SlackQuestion, delivery: SlackDelivery) -> None:
+        self.question = question
+        self.delivery = delivery
+
+    @property
+    def question_id(self) -> str:
+        return self.question.question_id
+
+    @property
+    def text(self) -> str:
+        return self.question.text
+
+    def reader_principals(self, org_domains: list[str], reader: Reader) -> frozenset[str]:
+        """A DM is searched as its one reader; a channel as everyone who can read the reply."""
+        question = self.question
+        if question.is_direct or question.response_url:
+            email = self.delivery.email_of(question.user_id)
+            try:
+                return reader(email) if email else public_only()
+            except ReaderError:
+                return public_only()
+        if self.delivery.is_shared_externally(question.channel_id):
+            return public_only()
+        return org_wide(org_domains)
+
+    def history(self) -> list[Turn]:
+        return self.delivery.thread_history(self.question)
+
+    def post_answer(self, answer: Answer) -> None:
+        self.delivery.deliver(self.question, slack_answer(answer, self.question_id))
+
+    def post_notice(self, text: str) -> None:
+        self.delivery.deliver(self.question, [slack_notice(text)])

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.render import SLACK_MESSAGE_BLOCKS, SLACK_SECTION_CHARS, slack_answer, slack_mrkdwn
+from bot.render import (
+    SLACK_MESSAGE_BLOCKS,
+    SLACK_SECTION_CHARS,
+    TEAMS_MESSAGE_BYTES,
+    slack_answer,
+    slack_mrkdwn,
+    teams_answer,
+)
 from workers.answer import Answer, SourceRef
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -57,3 +64,36 @@ def test_long_answers_are_split_within_slack_limits() -> None:
         assert len(message.text) <= 300
     assert sum(b["type"] == "section" for m in messages for b in m.blocks) >= 120
     assert messages[-1].blocks[-1]["type"] == "actions"
+
+
+def test_teams_messages_carry_citations_and_a_plain_sources_list() -> None:
+    answer = Answer("## Leave\nSixteen weeks [1], or see [2].", False, [source(1), source(2, "")])
+    (message,) = teams_answer(answer, NOW)
+    activity = message.activity()
+    assert activity["text"].startswith("**Leave**\nSixteen weeks [1]")
+    assert (
+        "1. [Policy <1>](https://wiki.acme.com/x) · confluence · updated 3 days ago"
+        in (activity["text"])
+    )
+    (entity,) = activity["entities"]
+    assert entity["additionalType"] == ["AIGeneratedContent"]
+    first, second = entity["citation"]
+    assert first["position"] == 1 and first["appearance"]["url"] == "https://wiki.acme.com/x"
+    assert "url" not in second["appearance"], "no link where the source has none"
+    assert activity["channelData"] == {"feedbackLoopEnabled": True}
+
+
+def test_an_abstention_in_teams_offers_no_feedback() -> None:
+    (message,) = teams_answer(Answer("I couldn't find this.", True), NOW)
+    assert "channelData" not in message.activity() and "entities" not in message.activity()
+
+
+def test_long_korean_answers_split_under_the_teams_message_size() -> None:
+    paragraph = "연차 휴가는 입사 첫해에 15일이며 2년마다 하루씩 늘어납니다 [1]. " * 40
+    answer = Answer("\n\n".join([paragraph] * 12), False, [source(1)])
+    messages = teams_answer(answer, NOW)
+    assert len(messages) > 1
+    assert all(m.size() <= TEAMS_MESSAGE_BYTES for m in messages)
+    assert all(m.citations for m in messages), "each part cites what it marks"
+    assert [m.feedback for m in messages] == [False] * (len(messages) - 1) + [True]
+    assert "".join(m.text for m in messages).count("[1]") == 40 * 12

@@ -7,13 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -26,80 +23,14 @@ from tests.conftest import HANDBOOK
 from tests.fakes.openai_api import FakeOpenAI, Fault
 from tests.fakes.slack_api import BOT_USER, TEAM, FakeSlack, SlackFault, sign
 from tests.fakes.slack_socket import FakeSocketMode
+from tests.processes import RAGBOT, Stack, free_port, wait_for
 
 SECRET = "signing-secret"
-RAGBOT = str(Path(sys.executable).parent / "ragbot")
 ASKER, DANA, ADMIN = "U0ASKER", "U0DANA", "U0ADMIN"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Stack:
-    """The front door and a worker as separate processes, wired to the fakes."""
-
-    def __init__(self, env: dict[str, str], port: int, logs: Path) -> None:
-        self.env, self.port, self.logs = env, port, logs
-        self.server: subprocess.Popen[bytes] | None = None
-        self.worker: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start_server(self) -> None:
-        self.server = self._spawn("serve", ["serve", "--port", str(self.port)])
-        wait_for(self._healthy, 30, "the front door")
-
-    def start_worker(self) -> None:
-        self.worker = self._spawn(
-            "worker",
-            [
-                "worker",
-                "--pool",
-                "solo",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-        )
-
-    def kill_worker(self) -> None:
-        assert self.worker is not None
-        self.worker.send_signal(signal.SIGKILL)
-        self.worker.wait(10)
-
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{name}-{time.monotonic_ns()}.log").open("wb")
-        return subprocess.Popen([RAGBOT, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        for process in (self.server, self.worker):
-            if process and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+class SlackStack(Stack):
+    """The stack, plus signed Slack deliveries."""
 
     def post_event(
         self,
@@ -167,7 +98,7 @@ def stack(
     fake_slack: FakeSlack,
     fake_llm: FakeOpenAI,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
+) -> Iterator[SlackStack]:
     workdir = tmp_path_factory.mktemp("slack")
     data_dir = workdir / "data"
     shutil.copytree(handbook_data_dir, data_dir)
@@ -187,7 +118,7 @@ def stack(
         "RAGBOT_TASK_VISIBILITY_SECONDS": "8",
         "RAGBOT_LLM_TIMEOUT_SECONDS": "5",
     }
-    running = Stack(env, free_port(), workdir)
+    running = SlackStack(env, free_port(), workdir)
     running.start_server()
     running.start_worker()
     yield running
@@ -237,7 +168,7 @@ def block_text(message: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def test_a_mention_gets_one_threaded_cited_answer(stack: Stack, fake_slack: FakeSlack) -> None:
+def test_a_mention_gets_one_threaded_cited_answer(stack: SlackStack, fake_slack: FakeSlack) -> None:
     channel = "C0GENERAL"
     ts = fake_slack.user_says(channel, "how long is parental leave?", ASKER)
     started = time.perf_counter()
@@ -250,7 +181,9 @@ def test_a_mention_gets_one_threaded_cited_answer(stack: Stack, fake_slack: Fake
     assert len(replies_in(fake_slack, channel, ts)) == 1
 
 
-def test_bad_signatures_and_stale_requests_are_refused(stack: Stack, fake_slack: FakeSlack) -> None:
+def test_bad_signatures_and_stale_requests_are_refused(
+    stack: SlackStack, fake_slack: FakeSlack
+) -> None:
     before = len(fake_slack.called("chat.postMessage"))
     ts = fake_slack.next_ts()
     assert stack.post_event(mention("C0GENERAL", "hi?", ts), secret="wrong").status_code == 401
@@ -263,7 +196,7 @@ def test_bad_signatures_and_stale_requests_are_refused(stack: Stack, fake_slack:
 
 
 def test_retries_and_the_mention_message_pair_answer_once(
-    stack: Stack, fake_slack: FakeSlack
+    stack: SlackStack, fake_slack: FakeSlack
 ) -> None:
     channel = "C0GENERAL"
     ts = fake_slack.user_says(channel, "expense deadline", ASKER)
@@ -279,7 +212,7 @@ def test_retries_and_the_mention_message_pair_answer_once(
 
 
 def test_restricted_documents_reach_a_dm_but_never_a_channel(
-    stack: Stack, fake_slack: FakeSlack
+    stack: SlackStack, fake_slack: FakeSlack
 ) -> None:
     question = "What is the salary range for a Staff Engineer?"
     ts = fake_slack.user_says("C0GENERAL", question, DANA)
@@ -302,7 +235,7 @@ def test_restricted_documents_reach_a_dm_but_never_a_channel(
 
 
 def test_follow_ups_in_an_answered_thread_need_no_mention(
-    stack: Stack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
+    stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
 ) -> None:
     channel = "C0GENERAL"
     root = fake_slack.user_says(channel, "<@UBOT> How do I connect to the VPN?", ASKER)
@@ -346,7 +279,7 @@ def test_follow_ups_in_an_answered_thread_need_no_mention(
     assert replies_in(fake_slack, channel, stranger_root) == []
 
 
-def test_admin_commands_are_for_admins(stack: Stack, fake_slack: FakeSlack) -> None:
+def test_admin_commands_are_for_admins(stack: SlackStack, fake_slack: FakeSlack) -> None:
     refused = stack.command("status", ASKER, "r1", fake_slack)
     assert refused.status_code == 200 and "only ragbot admins" in refused.text
     accepted = stack.command("status", ADMIN, "r2", fake_slack)
@@ -360,7 +293,7 @@ def test_admin_commands_are_for_admins(stack: Stack, fake_slack: FakeSlack) -> N
     assert "Ask me about our docs" in stack.command("help", ASKER, "r3", fake_slack).text
 
 
-def test_slash_ask_answers_only_the_asker(stack: Stack, fake_slack: FakeSlack) -> None:
+def test_slash_ask_answers_only_the_asker(stack: SlackStack, fake_slack: FakeSlack) -> None:
     response = stack.command("ask how do I roll back a deploy?", ASKER, "r4", fake_slack)
     assert response.status_code == 200 and "only you" in response.text
     reply = wait_for(lambda: [r for r in fake_slack.responses if r.get("blocks")], 60, "ask reply")
@@ -368,7 +301,7 @@ def test_slash_ask_answers_only_the_asker(stack: Stack, fake_slack: FakeSlack) -
     assert "Deploying Services" in json.dumps(reply[-1]["blocks"])
 
 
-def test_a_rate_limited_update_is_retried(stack: Stack, fake_slack: FakeSlack) -> None:
+def test_a_rate_limited_update_is_retried(stack: SlackStack, fake_slack: FakeSlack) -> None:
     fake_slack.faults.append(SlackFault("chat.update", 429, retry_after="1"))
     channel = "C0GENERAL"
     ts = fake_slack.user_says(channel, "hotel limit", ASKER)
@@ -380,7 +313,7 @@ def test_a_rate_limited_update_is_retried(stack: Stack, fake_slack: FakeSlack) -
 
 
 def test_a_killed_worker_still_answers_exactly_once(
-    stack: Stack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
+    stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.faults = [Fault(delay=4)]
     channel = "C0GENERAL"
@@ -398,7 +331,7 @@ def test_a_killed_worker_still_answers_exactly_once(
     assert len(replies_in(fake_slack, channel, ts)) == 1
 
 
-def test_health_readiness_and_metrics(stack: Stack, fake_slack: FakeSlack) -> None:
+def test_health_readiness_and_metrics(stack: SlackStack, fake_slack: FakeSlack) -> None:
     ts = fake_slack.user_says("C0GENERAL", "laptop", ASKER)
     stack.post_event(mention("C0GENERAL", "When are laptops replaced?", ts))
     answer_in(fake_slack, "C0GENERAL", ts)
@@ -416,7 +349,7 @@ def test_health_readiness_and_metrics(stack: Stack, fake_slack: FakeSlack) -> No
 
 
 def test_slack_connect_channels_see_only_public_documents(
-    stack: Stack, fake_slack: FakeSlack
+    stack: SlackStack, fake_slack: FakeSlack
 ) -> None:
     question = "How do I roll back a production deploy?"
     fake_slack.external_channels.add("C0PARTNER")
@@ -431,7 +364,7 @@ def test_slack_connect_channels_see_only_public_documents(
 
 
 def test_a_failing_llm_gets_a_clear_message_in_the_thread(
-    stack: Stack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
+    stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.faults = [Fault(status=500)] * 2  # the first try and its one retry
     ts = fake_slack.user_says("C0GENERAL", "parental leave?", ASKER)
@@ -440,7 +373,7 @@ def test_a_failing_llm_gets_a_clear_message_in_the_thread(
     assert "couldn't reach the language model" in text
 
 
-def test_reindex_is_queued_and_reports_when_done(stack: Stack, fake_slack: FakeSlack) -> None:
+def test_reindex_is_queued_and_reports_when_done(stack: SlackStack, fake_slack: FakeSlack) -> None:
     queued = stack.command("reindex files", ADMIN, "r9", fake_slack)
     assert "Queued a reindex of files" in queued.text
     done = wait_for(
@@ -453,7 +386,7 @@ def test_reindex_is_queued_and_reports_when_done(stack: Stack, fake_slack: FakeS
 
 
 def test_feedback_clicks_are_recorded_with_the_answer(
-    stack: Stack, fake_slack: FakeSlack, redis_url: str
+    stack: SlackStack, fake_slack: FakeSlack, redis_url: str
 ) -> None:
     ts = fake_slack.user_says("C0GENERAL", "sick days", ASKER)
     stack.post_event(mention("C0GENERAL", "How many paid sick days do I get?", ts))
@@ -482,7 +415,7 @@ def test_feedback_clicks_are_recorded_with_the_answer(
 
 
 def test_socket_mode_delivers_events_without_a_public_url(
-    stack: Stack, fake_slack: FakeSlack
+    stack: SlackStack, fake_slack: FakeSlack
 ) -> None:
     socket_mode = FakeSocketMode().start()
     fake_slack.socket_url = socket_mode.url
@@ -520,7 +453,7 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run([RAGBOT, *args], env=env, capture_output=True, text=True, timeout=180)
 
 
-def test_the_cli_hands_its_work_to_the_workers(stack: Stack, redis_url: str) -> None:
+def test_the_cli_hands_its_work_to_the_workers(stack: SlackStack, redis_url: str) -> None:
     asked = run_cli(stack.env, "ask", "How do I roll back a production deploy?", "--json")
     assert asked.returncode == 0, asked.stderr
     assert json.loads(asked.stdout)["sources"][0]["title"] == "Deploying Services"
@@ -534,7 +467,9 @@ def test_the_cli_hands_its_work_to_the_workers(stack: Stack, redis_url: str) -> 
     assert refused.returncode == 1 and "no worker is running" in refused.stderr
 
 
-def test_edits_deletions_and_bot_messages_are_ignored(stack: Stack, fake_slack: FakeSlack) -> None:
+def test_edits_deletions_and_bot_messages_are_ignored(
+    stack: SlackStack, fake_slack: FakeSlack
+) -> None:
     channel = "D0QUIET"
     ts = fake_slack.next_ts()
     base = {"type": "message", "channel": channel, "channel_type": "im", "ts": ts}
@@ -554,13 +489,13 @@ def test_edits_deletions_and_bot_messages_are_ignored(stack: Stack, fake_slack: 
 
 
 def test_without_redis_the_front_door_answers_by_itself(
-    stack: Stack, fake_slack: FakeSlack, tmp_path: Path
+    stack: SlackStack, fake_slack: FakeSlack, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
     shutil.copytree(Path(stack.env["RAGBOT_DATA_DIR"]), data_dir)
     env = {k: v for k, v in stack.env.items() if k != "REDIS_URL"}
     env["RAGBOT_DATA_DIR"] = str(data_dir)
-    alone = Stack(env, free_port(), stack.logs)
+    alone = SlackStack(env, free_port(), stack.logs)
     alone.start_server()
     try:
         ts = fake_slack.user_says("C0ALONE", "rollback", ASKER)

@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
 
+    microsoft_app_id: str | None = None
+    microsoft_app_password: SecretStr | None = None
+    microsoft_app_tenant_id: str | None = None
+    # Where inbound Bot Framework tokens' signing keys are published, and where the bot gets
+    # its own tokens; overridden for sovereign clouds and for tests.
+    microsoft_openid_metadata_url: str = (
+        "https://login.botframework.com/v1/.well-known/openidconfiguration"
+    )
+    microsoft_login_url: str = "https://login.microsoftonline.com"
+
     # A killed worker's unacknowledged question returns to the queue after this long; it must
     # exceed the longest answer task, which is time-limited just below it (two LLM attempts of
     # RAGBOT_LLM_TIMEOUT_SECONDS fit in the default minute).
@@ -82,6 +92,11 @@ class Settings(BaseSettings):
     def llm_configured(self) -> bool:
         """An LLM answers only when a key is set; otherwise answers are extractive."""
         return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
+
+    @property
+    def teams_auth_enabled(self) -> bool:
+        """With no app id, Teams requests are not authenticated (local emulator use only)."""
+        return bool(self.microsoft_app_id)
 
     @property
     def embed_model(self) -> str:

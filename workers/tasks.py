@@ -17,22 +17,24 @@ import httpx
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from bot.render import slack_notice
-from bot.slack_delivery import SlackDelivery, SlackDeliveryError, make_web_client
+from bot.chat import ChatThread, DeliveryError
+from bot.slack_delivery import SlackDelivery, SlackThread, make_web_client
 from bot.slack_questions import SlackQuestion
 from workers.celery_app import app
+from workers.chat_answer import answer_in_thread
 from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue
 from workers.readers import org_wide
 from workers.runtime import NotConfigured, Runtime
 from workers.settings import Settings
-from workers.slack_answer import answer_slack_question
 from workers.sync import SyncFailed
 
 log = logging.getLogger(__name__)
 
 SLOW_ANSWER = "Sorry, finding this answer took too long. Please try again, or ask more narrowly."
-SLACK_FAILED = "Sorry, something went wrong while posting the answer. Please ask again."
+POST_FAILED = "Sorry, something went wrong while posting the answer. Please ask again."
 ANSWER_MEMORY_SECONDS = 30 * 86400
+# Where an admin command's result goes: a Slack response URL, or {"teams": <TeamsQuestion>}.
+ReplyTo = str | dict[str, Any] | None
 SYNC_LOCK_SECONDS = 6 * 3600
 
 
@@ -58,6 +60,23 @@ class WorkerContext:
         if token is None:
             raise NotConfigured("SLACK_BOT_TOKEN is not set")
         return SlackDelivery(make_web_client(token.get_secret_value(), self.settings.slack_api_url))
+
+    @cached_property
+    def teams(self) -> Any:
+        from bot.teams_delivery import TeamsDelivery  # the Teams SDK loads only where used
+
+        return TeamsDelivery(self.settings, self.kv)
+
+    def thread(self, platform: str, payload: dict[str, Any]) -> ChatThread:
+        """The question's thread on its platform."""
+        if platform == "slack":
+            return SlackThread(SlackQuestion.from_payload(payload), self.slack)
+        if platform == "teams":
+            from bot.teams_delivery import TeamsThread
+            from bot.teams_questions import TeamsQuestion
+
+            return TeamsThread(TeamsQuestion.from_payload(payload), self.teams)
+        raise ValueError(f"unknown chat platform {platform!r}")
 
     def sync_lock(self, source: str) -> AbstractContextManager[bool]:
         """Held while a source syncs, across all workers: overlapping runs are skipped."""
@@ -98,7 +117,7 @@ def _visibility() -> int:
 
 
 @app.task(
-    name="ragbot.answer_slack",
+    name="ragbot.answer",
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -106,50 +125,50 @@ def _visibility() -> int:
     time_limit=max(_visibility() - 5, 4),
     max_retries=4,
 )
-def answer_slack(self: Any, payload: dict[str, Any]) -> None:
+def answer(self: Any, platform: str, payload: dict[str, Any]) -> None:
+    """Answer one chat question in its thread; the platform failing is retried with backoff."""
     ctx = context()
-    question = SlackQuestion.from_payload(payload)
+    thread = ctx.thread(platform, payload)
     started = time.perf_counter()
     try:
-        outcome = answer_slack_question(
-            question,
+        outcome = answer_in_thread(
+            thread,
             ctx.runtime.answer_service(),
-            ctx.slack,
             ctx.settings.ragbot_org_domains,
             ctx.runtime.reader,
         )
     except SoftTimeLimitExceeded:
-        _notify_quietly(ctx, question, SLOW_ANSWER)
+        _notify_quietly(thread, SLOW_ANSWER)
         ctx.kv.add("answers:too_slow")
         return
-    except SlackDeliveryError as exc:
+    except DeliveryError as exc:
         if self.request.retries >= self.max_retries:
-            log.error("giving up on %s: %s", question.question_id, exc)
-            _notify_quietly(ctx, question, SLACK_FAILED)
-            ctx.kv.add("answers:slack_failed")
+            log.error("giving up on %s: %s", thread.question_id, exc)
+            _notify_quietly(thread, POST_FAILED)
+            ctx.kv.add(f"answers:{platform}_failed")
             return
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
     ctx.kv.add(f"answers:{outcome.kind}")
     ctx.kv.add("answer_seconds:sum", time.perf_counter() - started)
     ctx.kv.add("answer_seconds:count")
     if outcome.answer is not None:
-        answer = outcome.answer
-        record = {"sources": [s.url for s in answer.sources], "abstained": answer.abstained}
-        ctx.kv.put(f"answer:{question.question_id}", json.dumps(record), ANSWER_MEMORY_SECONDS)
+        result = outcome.answer
+        record = {"sources": [s.url for s in result.sources], "abstained": result.abstained}
+        ctx.kv.put(f"answer:{thread.question_id}", json.dumps(record), ANSWER_MEMORY_SECONDS)
 
 
-def _notify_quietly(ctx: WorkerContext, question: SlackQuestion, text: str) -> None:
+def _notify_quietly(thread: ChatThread, text: str) -> None:
     try:
-        ctx.slack.deliver(question, [slack_notice(text)])
-    except SlackDeliveryError:
-        log.error("could not tell %s about a failure", question.question_id)
+        thread.post_notice(text)
+    except DeliveryError:
+        log.error("could not tell %s about a failure", thread.question_id)
 
 
 @app.task(name="ragbot.sync_source", acks_late=False)
 def sync_source(
-    source: str, full: bool = False, response_url: str | None = None, prune: bool = True
+    source: str, full: bool = False, reply_to: ReplyTo = None, prune: bool = True
 ) -> dict[str, Any]:
-    """Returns {"ok": bool, "summary": str}; replies to `response_url` when one is given."""
+    """Returns {"ok": bool, "summary": str}; reports to the admin's chat when asked from one."""
     ctx = context()
     with ctx.sync_lock(source) as acquired:
         if not acquired:
@@ -165,9 +184,9 @@ def sync_source(
                 outcome = {"ok": True, "summary": report.summary()}
             except (SyncFailed, NotConfigured) as exc:
                 outcome = {"ok": False, "summary": f"{source}: sync failed: {exc}"}
-    if response_url:
+    if reply_to:
         done = "Reindexed" if outcome["ok"] else "Reindexing failed for"
-        _respond(response_url, f"{done} {outcome['summary']}")
+        _report(reply_to, f"{done} {outcome['summary']}")
     return outcome
 
 
@@ -181,11 +200,11 @@ def sync_all(check_deletions: bool = False) -> list[dict[str, Any]]:
 
 
 @app.task(name="ragbot.admin_status", acks_late=False)
-def admin_status(response_url: str | None = None) -> str:
+def admin_status(reply_to: ReplyTo = None) -> str:
     rows = context().runtime.statuses()
     text = "\n".join(line for row in rows for line in row.lines()) or "No sources configured."
-    if response_url:
-        _respond(response_url, f"```\n{text}\n```")
+    if reply_to:
+        _report(reply_to, f"```\n{text}\n```")
     return text
 
 
@@ -202,6 +221,19 @@ def ask(question: str, reader: str | None = None) -> dict[str, object]:
     settings = ctx.settings
     principals = ctx.runtime.reader(reader) if reader else org_wide(settings.ragbot_org_domains)
     return ctx.runtime.answer_service().answer(question, principals).to_json()
+
+
+def _report(reply_to: str | dict[str, Any], text: str) -> None:
+    """Slack admin commands give a response URL; Teams ones the question that asked."""
+    if isinstance(reply_to, str):
+        _respond(reply_to, text)
+        return
+    from bot.teams_questions import TeamsQuestion
+
+    try:
+        context().teams.notify(TeamsQuestion.from_payload(reply_to["teams"]), text)
+    except DeliveryError as exc:
+        log.warning("Teams report failed: %s", exc)
 
 
 def _respond(response_url: str, text: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 
 class LoopbackServer:
-    """Serves `handle(request)` for GET and POST on 127.0.0.1 until stopped."""
+    """Serves `handle(request)` for GET, POST, PUT and DELETE on 127.0.0.1 until stopped."""
 
     def __init__(self, handle: Callable[[BaseHTTPRequestHandler], None]) -> None:
         class Handler(BaseHTTPRequestHandler):
@@ -22,6 +22,12 @@ class LoopbackServer:
                 handle(self)
 
             def do_GET(self) -> None:
+                handle(self)
+
+            def do_PUT(self) -> None:
+                handle(self)
+
+            def do_DELETE(self) -> None:
                 handle(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

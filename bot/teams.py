@@ -1,0 +1,308 @@
+"""Teams front door: `POST /api/messages` through the Microsoft 365 Agents SDK.
+
+Each message activity is checked (Bot Framework JWT when `MICROSOFT_APP_ID` is set), claimed
+in Redis by its activity id (Teams re-posts an activity it thinks went unanswered), answered
+at once with a "Searching…" reply in the thread, and handed to the workers with the
+conversation reference they need to reply proactively. The bot's own messages, edits,
+deletions and other activity types are ignored. Feedback from Teams' AI feedback loop arrives
+as a `message/submitAction` invoke and is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from microsoft_agents.activity import Activity, InvokeResponse
+from microsoft_agents.hosting.core import TurnContext
+from microsoft_agents.hosting.core.authorization import ClaimsIdentity
+from microsoft_agents.hosting.core.connector import ConnectorClientBase
+from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
+from pydantic import ValidationError
+
+from bot import metrics
+from bot.dispatch import Dispatcher
+from bot.teams_auth import AuthUnavailable, BotFrameworkAuth, Unauthorized
+from bot.teams_connector import ConnectorError, make_adapter, with_retries
+from bot.teams_questions import (
+    Command,
+    TeamsQuestion,
+    parse_command,
+    question_text,
+    thread_conversation_id,
+)
+from workers.kv import KeyValue
+from workers.runtime import SOURCES, configured_sources
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER = "Searching the docs… 🔎"
+QUEUE_DOWN = (
+    "Sorry, I can't take questions right now (my task queue is down). Please try again soon."
+)
+NOT_ADMIN = "Sorry, only ragbot admins can do that. Ask me a question instead!"
+HELP = (
+    "**Ask me about our docs:** mention me in a channel or chat with me here.\n\n"
+    "Admins: `status` · `reindex [files|confluence|gdrive] [--full]`"
+)
+FEEDBACK_INVOKE = "message/submitAction"
+
+
+class TeamsFrontDoor:
+    def __init__(self, settings: Settings, kv: KeyValue, dispatcher: Dispatcher) -> None:
+        self.settings = settings
+        self.kv = kv
+        self.dispatcher = dispatcher
+        self.ttl = settings.ragbot_idempotency_ttl_seconds
+        self.adapter = make_adapter(settings)
+        self.auth: BotFrameworkAuth | None = None
+        if settings.microsoft_app_id:
+            self.auth = BotFrameworkAuth(
+                settings.microsoft_app_id, settings.microsoft_openid_metadata_url
+            )
+        else:
+            log.warning(
+                "Teams authentication is OFF because MICROSOFT_APP_ID is not set: anyone who "
+                "can reach /api/messages can talk to the bot. Use this only with a local emulator."
+            )
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """One activity: 400 if malformed, 401 if not from the Bot Framework, else processed."""
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+            Activity.model_validate(body)
+        except (ValueError, ValidationError):
+            return web.json_response({"error": "expected a Bot Framework activity"}, status=400)
+        if not body.get("type") or not (body.get("conversation") or {}).get("id"):
+            return web.json_response(
+                {"error": "activity needs type and conversation.id"}, status=400
+            )
+        if self.auth is not None:
+            try:
+                claims = await self.auth.verify(request.headers.get("Authorization"), body)
+            except Unauthorized as exc:
+                log.warning("Teams request refused: %s", exc)
+                return web.json_response({"error": "unauthorized"}, status=401)
+            except AuthUnavailable as exc:
+                log.error("%s", exc)
+                return web.json_response({"error": "cannot verify requests right now"}, status=503)
+            request["claims_identity"] = ClaimsIdentity(claims, authentication_type="Bearer")
+        else:
+            request["claims_identity"] = ClaimsIdentity()
+        response = await self.adapter.process(request, self)
+        return response if response is not None else web.Response(status=202)
+
+    async def on_turn(self, context: TurnContext) -> None:
+        activity = context.activity
+        if activity.type == "invoke" and activity.name == FEEDBACK_INVOKE:
+            await self._on_feedback(context)
+            return
+        if activity.type != "message" or _from_a_bot(activity):
+            return
+        await self._take_message(context)
+
+    async def _take_message(self, context: TurnContext) -> None:
+        started = time.perf_counter()
+        activity = context.activity
+        conversation = activity.conversation
+        conversation_type = str(conversation.conversation_type or "personal")
+        channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+        tenant = str(
+            conversation.tenant_id or (channel_data.get("tenant") or {}).get("id") or "unknown"
+        )
+        thread = thread_conversation_id(conversation.id, conversation_type, activity.id or "")
+        question = TeamsQuestion(
+            service_url=str(activity.service_url or ""),
+            tenant_id=tenant,
+            conversation_id=thread,
+            conversation_type=conversation_type,
+            activity_id=str(activity.id or ""),
+            user_id=str(activity.from_property.id),
+            user_aad_id=str(activity.from_property.aad_object_id or ""),
+            bot_id=str(activity.recipient.id if activity.recipient else ""),
+            bot_name=str(activity.recipient.name or "" if activity.recipient else ""),
+            text=question_text(activity.text, _bot_mentions(activity)),
+        )
+        connector = context.services.get(ConnectorClientBase)  # type: ignore[type-abstract]
+        try:
+            fresh = self.kv.claim(f"teams:activity:{tenant}:{question.activity_id}", self.ttl)
+        except Exception as exc:  # Redis is down: no way to answer exactly once, so say so
+            log.error("idempotency store unavailable: %s", exc.__class__.__name__)
+            metrics.ERRORS.labels("teams", "claim").inc()
+            await self._reply(connector, question, QUEUE_DOWN)
+            return
+        if not fresh:
+            metrics.DUPLICATES.labels("teams").inc()
+            return
+        command = parse_command(question.text)
+        if command is not None:
+            await self._on_command(connector, question, command)
+            return
+        placeholder = await self._reply(connector, question, PLACEHOLDER)
+        question = TeamsQuestion.from_payload(
+            question.to_payload() | {"placeholder_id": placeholder}
+        )
+        try:
+            await self.dispatcher.send("ragbot.answer", "teams", question.to_payload())
+        except Exception as exc:  # the queue is down: say so rather than leave "Searching…"
+            log.error("could not enqueue %s: %s", question.question_id, exc.__class__.__name__)
+            metrics.ERRORS.labels("teams", "enqueue").inc()
+            await self._reply(connector, question, QUEUE_DOWN, replace=placeholder)
+            return
+        metrics.QUESTIONS.labels("teams", question.conversation_type).inc()
+        metrics.ENQUEUE_LATENCY.labels("teams").observe(time.perf_counter() - started)
+
+    async def _on_command(
+        self, connector: ConnectorClientBase | None, question: TeamsQuestion, command: Command
+    ) -> None:
+        if command.verb == "help":
+            await self._reply(connector, question, HELP)
+            return
+        if not await self._is_admin(connector, question):
+            await self._reply(connector, question, NOT_ADMIN)
+            return
+        reply_to = {"teams": question.to_payload()}
+        if command.verb == "status":
+            await self._reply(connector, question, "Checking the sources…")
+            await self.dispatcher.send("ragbot.admin_status", reply_to)
+            return
+        sources = list(command.sources) or configured_sources(self.settings)
+        if not sources or any(s not in SOURCES for s in sources):
+            await self._reply(
+                connector, question, f"I don't know that source. Choose from: {', '.join(SOURCES)}."
+            )
+            return
+        await self._reply(
+            connector,
+            question,
+            f"Queued a {'full ' if command.full else ''}reindex of {', '.join(sources)}. "
+            "I'll reply here when it's done.",
+        )
+        for source in sources:
+            await self.dispatcher.send("ragbot.sync_source", source, command.full, reply_to)
+
+    async def _is_admin(
+        self, connector: ConnectorClientBase | None, question: TeamsQuestion
+    ) -> bool:
+        """`RAGBOT_ADMINS` names AAD object ids or emails; emails come from the roster."""
+        admins = {a.lower() for a in self.settings.ragbot_admins}
+        if question.user_aad_id.lower() in admins:
+            return True
+        if not isinstance(connector, TeamsConnectorClient):
+            return False
+        try:
+            member = await with_retries(
+                lambda: connector.get_conversation_member(question.roster_id, question.user_id),
+                "roster",
+            )
+        except ConnectorError:
+            return False
+        names = {member.email, member.user_principal_name}
+        return any(name and name.lower() in admins for name in names)
+
+    async def _reply(
+        self,
+        connector: ConnectorClientBase | None,
+        question: TeamsQuestion,
+        text: str,
+        replace: str | None = None,
+    ) -> str | None:
+        """Posts (or edits) a short message in the question's thread; returns its id."""
+        if connector is None:
+            return None
+        activity = Activity.model_validate(
+            {
+                "type": "message",
+                "text": text,
+                "textFormat": "markdown",
+                "from": {"id": question.bot_id, "name": question.bot_name},
+                "recipient": {"id": question.user_id},
+                "conversation": {"id": question.conversation_id},
+                "replyToId": question.activity_id,
+            }
+        )
+        conversations = connector.conversations
+        try:
+            if replace:
+                activity.id = replace
+                await with_retries(
+                    lambda: conversations.update_activity(
+                        question.conversation_id, replace, activity
+                    ),
+                    "update",
+                )
+                return replace
+            posted = await with_retries(
+                lambda: conversations.reply_to_activity(
+                    question.conversation_id, question.activity_id, activity
+                ),
+                "reply",
+            )
+        except ConnectorError as exc:  # the answer still comes, as a new message
+            log.warning("Teams reply failed in %s: %s", question.question_id, exc)
+            metrics.ERRORS.labels("teams", "reply").inc()
+            return None
+        return str(posted.id) if posted and posted.id else None
+
+    async def _on_feedback(self, context: TurnContext) -> None:
+        activity = context.activity
+        value = activity.value if isinstance(activity.value, dict) else {}
+        raw_action = value.get("actionValue")
+        action: dict[str, Any] = raw_action if isinstance(raw_action, dict) else {}
+        reaction = str(action.get("reaction") or "")
+        if value.get("actionName") == "feedback" and reaction in ("like", "dislike"):
+            vote = "up" if reaction == "like" else "down"
+            question_id = self.kv.get(f"teams:answer_message:{activity.reply_to_id}") or ""
+            answer = self.kv.get(f"answer:{question_id}") if question_id else None
+            record = {
+                "platform": "teams",
+                "question_id": question_id,
+                "vote": vote,
+                "user": activity.from_property.aad_object_id or activity.from_property.id,
+                "comment": _feedback_text(action.get("feedback")),
+                "at": time.time(),
+                "answer": json.loads(answer) if answer else None,
+            }
+            self.kv.append("feedback", json.dumps(record))
+            metrics.FEEDBACK.labels("teams", vote).inc()
+        await context.send_activity(
+            Activity(type="invokeResponse", value=InvokeResponse(status=200, body={}))
+        )
+
+
+def _from_a_bot(activity: Activity) -> bool:
+    sender = activity.from_property
+    if sender is None:
+        return True
+    recipient_id = activity.recipient.id if activity.recipient else None
+    return sender.id == recipient_id or (sender.role or "").lower() == "bot"
+
+
+def _bot_mentions(activity: Activity) -> list[str]:
+    """The `<at>…</at>` texts that mention the bot itself (other mentions stay as names)."""
+    bot_id = activity.recipient.id if activity.recipient else None
+    texts: list[str] = []
+    for entity in activity.entities or []:
+        data: dict[str, Any] = entity.model_dump(by_alias=True, exclude_none=True)
+        mentioned = data.get("mentioned") or {}
+        if data.get("type") == "mention" and mentioned.get("id") == bot_id and data.get("text"):
+            texts.append(str(data["text"]))
+    return texts
+
+
+def _feedback_text(raw: object) -> str | None:
+    """Teams sends the comment as a JSON string `{"feedbackText": "…"}`."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return raw[:2000]
+    text = parsed.get("feedbackText") if isinstance(parsed, dict) else None
+    return str(text)[:2000] if text else None

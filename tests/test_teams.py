@@ -1,0 +1,318 @@
+"""Teams end to end: signed Bot Framework activities into `ragbot serve`, a real Celery worker on
+real Redis, the Agents SDK's connector client against a fake Bot Framework connector, answers
+from the handbook through a fake OpenAI-compatible LLM."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.conftest import HANDBOOK
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.teams_api import TENANT, FakeTeams, Member, TeamsFault
+from tests.processes import RAGBOT, Stack, free_port, wait_for
+
+APP_ID = "00000000-aaaa-4bbb-8ccc-0000000ragbot"
+GENERAL = "19:general0000@thread.tacv2"
+PARTNERS = "19:partners000@thread.tacv2"
+SAM = Member("29:1sam", "aad-sam", "sam@acme.com", "Sam Park")
+DANA = Member("29:1dana", "aad-dana", "dana@acme.com", "Dana Kim")
+OPS = Member("29:1ops", "aad-ops", "ops@acme.com", "Ops Lead")
+GUEST = Member("29:1guest", "aad-guest", "pat@partner.example", "Pat Guest", role="guest")
+
+
+class TeamsStack(Stack):
+    def post(
+        self, activity: dict[str, Any], fake: FakeTeams, token: str | None = "sign"
+    ) -> httpx.Response:
+        headers = {"Content-Type": "application/json"}
+        if token == "sign":
+            token = fake.sign()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.post(self.url + "/api/messages", json=activity, headers=headers, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def fake_teams() -> Iterator[FakeTeams]:
+    rosters = {GENERAL: [SAM, DANA, OPS], PARTNERS: [SAM, GUEST]}
+    rosters |= {f"a:1{m.aad}": [m] for m in (SAM, DANA, OPS)}
+    fake = FakeTeams(rosters=rosters, app_id=APP_ID).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+def teams_env(fake: FakeTeams, data_dir: Path) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()} | {
+        "MICROSOFT_APP_ID": APP_ID,
+        "MICROSOFT_APP_PASSWORD": fake.app_password,
+        "MICROSOFT_APP_TENANT_ID": TENANT,
+        "MICROSOFT_OPENID_METADATA_URL": fake.metadata_url,
+        "MICROSOFT_LOGIN_URL": fake.url,
+        "RAGBOT_DATA_DIR": str(data_dir),
+        "FILES_PATH": str(HANDBOOK),
+        "RAGBOT_ORG_DOMAINS": "acme.com",
+        "RAGBOT_ADMINS": f"{OPS.email},aad-someone-else",
+    }
+
+
+@pytest.fixture(scope="module")
+def stack(
+    handbook_data_dir: Path,
+    redis_url: str,
+    fake_teams: FakeTeams,
+    fake_llm: FakeOpenAI,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[TeamsStack]:
+    workdir = tmp_path_factory.mktemp("teams")
+    data_dir = workdir / "data"
+    shutil.copytree(handbook_data_dir, data_dir)
+    queue_db = redis_url.rsplit("/", 1)[0] + "/13"
+    redis.Redis.from_url(queue_db).flushdb()
+    env = teams_env(fake_teams, data_dir) | {
+        "REDIS_URL": queue_db,
+        "OPENAI_API_KEY": fake_llm.api_key,
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "RAGBOT_TASK_VISIBILITY_SECONDS": "8",
+        "RAGBOT_LLM_TIMEOUT_SECONDS": "5",
+    }
+    running = TeamsStack(env, free_port(), workdir)
+    running.start_server()
+    running.start_worker()
+    yield running
+    running.stop()
+    redis.Redis.from_url(queue_db).flushdb()
+
+
+def answer_to(fake: FakeTeams, activity: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+    """The bot's reply to the activity once the placeholder has been replaced."""
+    conversation = activity["conversation"]["id"]
+
+    def done() -> dict[str, Any] | None:
+        for message in fake.bot_messages(conversation):
+            if message.get("replyToId") == activity["id"] and message.get("edits"):
+                return message
+        return None
+
+    return wait_for(done, timeout, f"an answer in {conversation}")
+
+
+def citations(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for e in message.get("entities") or [] for c in e.get("citation") or []]
+
+
+def test_a_channel_mention_gets_one_threaded_answer_with_citations(
+    stack: TeamsStack, fake_teams: FakeTeams
+) -> None:
+    activity = fake_teams.channel_post("How long is parental leave?", SAM, GENERAL, GENERAL)
+    thread = activity["conversation"]["id"]
+    assert ";messageid=" in thread and ":" in thread
+    started = time.perf_counter()
+    assert stack.post(activity, fake_teams).status_code in (200, 202)
+    assert time.perf_counter() - started < 5
+    reply = answer_to(fake_teams, activity)
+    assert "[1]" in reply["text"] and "**Sources**" in reply["text"]
+    assert "Leave Policy" in reply["text"] and "updated" in reply["text"]
+    (first, *_) = citations(reply)
+    assert first["position"] == 1
+    assert first["appearance"]["name"] and "updated" in first["appearance"]["abstract"]
+    assert reply["channelData"] == {"feedbackLoopEnabled": True}
+    assert reply["replyToId"] == activity["id"]
+    assert len(fake_teams.bot_messages(thread)) == 1
+    assert fake_teams.tokens_issued >= 1
+
+
+def test_unsigned_and_forged_requests_are_refused(stack: TeamsStack, fake_teams: FakeTeams) -> None:
+    def activity() -> dict[str, Any]:
+        return fake_teams.channel_post("What is the hotel limit?", SAM, GENERAL, GENERAL)
+
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    refused = [
+        stack.post(activity(), fake_teams, token=None),
+        stack.post(activity(), fake_teams, token="not-a-jwt"),
+        stack.post(activity(), fake_teams, token=fake_teams.sign(key=other_key)),
+        stack.post(activity(), fake_teams, token=fake_teams.sign({"aud": "someone-else"})),
+        stack.post(activity(), fake_teams, token=fake_teams.sign({"exp": int(time.time()) - 900})),
+        stack.post(activity(), fake_teams, token=fake_teams.sign({"serviceurl": "https://evil/"})),
+    ]
+    assert [r.status_code for r in refused] == [401] * len(refused)
+    time.sleep(1)
+    assert not any("hotel" in json.dumps(m) for ms in fake_teams.posted.values() for m in ms)
+
+
+def test_malformed_activities_get_400(stack: TeamsStack, fake_teams: FakeTeams) -> None:
+    headers = {"Authorization": f"Bearer {fake_teams.sign()}", "Content-Type": "application/json"}
+    url = stack.url + "/api/messages"
+    assert httpx.post(url, content="{not json", headers=headers).status_code == 400
+    assert httpx.post(url, json=["a list"], headers=headers).status_code == 400
+    assert httpx.post(url, json={"type": "message"}, headers=headers).status_code == 400
+
+
+def test_redelivered_activities_answer_once(stack: TeamsStack, fake_teams: FakeTeams) -> None:
+    activity = fake_teams.channel_post(
+        "How many days do I have to submit an expense?", SAM, GENERAL, GENERAL
+    )
+    for _ in range(3):
+        assert stack.post(activity, fake_teams).status_code in (200, 202)
+    thread = activity["conversation"]["id"]
+    answer_to(fake_teams, activity)
+    time.sleep(2)
+    assert len(fake_teams.bot_messages(thread)) == 1
+
+
+def test_restricted_documents_reach_a_personal_chat_but_never_a_channel(
+    stack: TeamsStack, fake_teams: FakeTeams
+) -> None:
+    question = "What is the salary range for a Staff Engineer?"
+    in_channel = fake_teams.channel_post(question, DANA, GENERAL, GENERAL)
+    stack.post(in_channel, fake_teams)
+    reply = answer_to(fake_teams, in_channel)
+    assert "Salary Bands" not in reply["text"] and "couldn't find" in reply["text"]
+
+    personal = fake_teams.personal_message(question, DANA)
+    stack.post(personal, fake_teams)
+    private = answer_to(fake_teams, personal)
+    assert "Salary Bands" in private["text"]
+    assert "feedbackLoopEnabled" in json.dumps(private)
+
+
+def test_a_channel_with_guests_sees_only_public_documents(
+    stack: TeamsStack, fake_teams: FakeTeams
+) -> None:
+    question = "How do I roll back a production deploy?"
+    with_guest = fake_teams.channel_post(question, SAM, PARTNERS, PARTNERS)
+    stack.post(with_guest, fake_teams)
+    assert "Deploying Services" not in answer_to(fake_teams, with_guest)["text"]
+    internal = fake_teams.channel_post(question, SAM, GENERAL, GENERAL)
+    stack.post(internal, fake_teams)
+    assert "Deploying Services" in answer_to(fake_teams, internal)["text"]
+
+
+def test_throttled_connector_calls_are_retried(stack: TeamsStack, fake_teams: FakeTeams) -> None:
+    fake_teams.faults += [TeamsFault("PUT", 429, retry_after="1"), TeamsFault("PUT", 502)]
+    activity = fake_teams.channel_post("What is the hotel limit per night?", SAM, GENERAL, GENERAL)
+    stack.post(activity, fake_teams)
+    reply = answer_to(fake_teams, activity)
+    assert "Travel and Expense Policy" in reply["text"]
+    assert not fake_teams.faults
+
+
+def test_admin_commands_are_for_admins(stack: TeamsStack, fake_teams: FakeTeams) -> None:
+    refused = fake_teams.channel_post("status", SAM, GENERAL, GENERAL)
+    stack.post(refused, fake_teams)
+    thread = refused["conversation"]["id"]
+    wait_for(lambda: fake_teams.bot_messages(thread), 10, "a refusal")
+    assert "only ragbot admins" in fake_teams.bot_messages(thread)[0]["text"]
+
+    accepted = fake_teams.personal_message("status", OPS)
+    stack.post(accepted, fake_teams)
+    chat = accepted["conversation"]["id"]
+    report = wait_for(
+        lambda: [m for m in fake_teams.bot_messages(chat) if "files" in m["text"]],
+        60,
+        "the status report",
+    )
+    assert "Checking the sources" in fake_teams.bot_messages(chat)[0]["text"]
+    assert "documents" in report[-1]["text"]
+
+    helped = fake_teams.personal_message("help", SAM)
+    stack.post(helped, fake_teams)
+    wait_for(
+        lambda: any(
+            "Ask me about our docs" in m["text"]
+            for m in fake_teams.bot_messages(helped["conversation"]["id"])
+        ),
+        10,
+        "help",
+    )
+
+
+def test_edits_deletions_and_the_bots_own_messages_are_ignored(
+    stack: TeamsStack, fake_teams: FakeTeams
+) -> None:
+    edit = fake_teams.channel_post("How long is parental leave?", SAM, GENERAL, GENERAL)
+    edit["type"] = "messageUpdate"
+    deletion = fake_teams.channel_post("How long is parental leave?", SAM, GENERAL, GENERAL)
+    deletion["type"] = "messageDelete"
+    own = fake_teams.channel_post("How long is parental leave?", SAM, GENERAL, GENERAL)
+    own["from"] = {"id": own["recipient"]["id"], "name": "ragbot"}
+    for activity in (edit, deletion, own):
+        assert stack.post(activity, fake_teams).status_code in (200, 202)
+    time.sleep(2)
+    for activity in (edit, deletion, own):
+        assert fake_teams.bot_messages(activity["conversation"]["id"]) == []
+
+
+def test_feedback_is_recorded(stack: TeamsStack, fake_teams: FakeTeams) -> None:
+    activity = fake_teams.personal_message("When are laptops replaced?", SAM)
+    stack.post(activity, fake_teams)
+    reply = answer_to(fake_teams, activity)
+    invoke = fake_teams.personal_message("", SAM) | {
+        "type": "invoke",
+        "name": "message/submitAction",
+        "replyToId": reply["id"],
+        "value": {
+            "actionName": "feedback",
+            "actionValue": {"reaction": "like", "feedback": '{"feedbackText":"spot on"}'},
+        },
+    }
+    response = stack.post(invoke, fake_teams)
+    assert response.status_code == 200
+    records = redis.Redis.from_url(stack.env["REDIS_URL"]).lrange("ragbot:feedback", 0, -1)
+    record = json.loads(records[-1])
+    assert record["vote"] == "up" and record["comment"] == "spot on"
+    assert record["question_id"].endswith(activity["id"]) and record["answer"]["sources"]
+    assert (
+        'ragbot_feedback_total{platform="teams",vote="up"} 1.0'
+        in httpx.get(stack.url + "/metrics").text
+    )
+
+
+def test_without_an_app_id_auth_is_off_and_says_so(
+    stack: TeamsStack, fake_teams: FakeTeams, tmp_path: Path
+) -> None:
+    """The emulator setup: no app id, no Redis; the front door answers by itself."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(Path(stack.env["RAGBOT_DATA_DIR"]), data_dir)
+    env = {
+        k: v
+        for k, v in stack.env.items()
+        if k not in ("REDIS_URL", "MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD")
+    }
+    env["RAGBOT_DATA_DIR"] = str(data_dir)
+    log = tmp_path / "serve.log"
+    port = free_port()
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [RAGBOT, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    alone = TeamsStack(env, port, tmp_path)
+    alone.server = server
+    try:
+        wait_for(alone._healthy, 30, "the front door")
+        assert "Teams authentication is OFF" in log.read_text()
+        fake_teams.app_id = None  # the emulator's connector takes no token either
+        activity = fake_teams.personal_message("How do I roll back a production deploy?", SAM)
+        assert alone.post(activity, fake_teams, token=None).status_code in (200, 202)
+        assert "Deploying Services" in answer_to(fake_teams, activity)["text"]
+    finally:
+        fake_teams.app_id = APP_ID
+        alone.stop()
