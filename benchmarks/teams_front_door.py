@@ -7,7 +7,8 @@ Runs `ragbot serve` (Bot Framework JWT checking on) and one `ragbot worker` as p
 Redis (REDIS_URL, default redis://127.0.0.1:6379/11, flushed before and after), with the fake
 Bot Framework connector and a fake LLM that answers at once (from tests/fakes), over an index of
 the sample handbook plus synthetic chunks. The HTTP response includes posting the "Searching…"
-reply to the connector, as it does in production. All traffic stays on loopback.
+reply to the connector, as it does in production; the load generator and the fake connector
+share this process. All traffic stays on loopback.
 """
 
 from __future__ import annotations
@@ -140,7 +141,9 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.2)
 
-        # 1. Response time under load: no worker yet, the questions just queue up.
+        # 1. Response time under load: no worker yet, the questions just queue up. Ten requests
+        # first warm the code paths a process runs once.
+        asyncio.run(response_load(url, 10, 1, fake))
         load = asyncio.run(response_load(url, args.rate, args.seconds, fake))
         print(
             f"activity POST -> response at {args.rate} req/s for {args.seconds} s: "

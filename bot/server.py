@@ -120,6 +120,7 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
 
     app.router.add_post("/slack/events", slack_events)
     app.router.add_post("/api/messages", teams.handle)
+    app.on_startup.append(teams.warm)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from bot import metrics
 from bot.dispatch import Dispatcher
 from bot.teams_auth import AuthUnavailable, BotFrameworkAuth, Unauthorized
-from bot.teams_connector import ConnectorError, make_adapter, with_retries
+from bot.teams_connector import ConnectorError, make_adapter, make_credentials, with_retries
 from bot.teams_questions import (
     Command,
     TeamsQuestion,
@@ -58,7 +58,8 @@ class TeamsFrontDoor:
         self.kv = kv
         self.dispatcher = dispatcher
         self.ttl = settings.ragbot_idempotency_ttl_seconds
-        self.adapter = make_adapter(settings)
+        self.credentials = make_credentials(settings)
+        self.adapter = make_adapter(settings, self.credentials)
         self.auth: BotFrameworkAuth | None = None
         if settings.microsoft_app_id:
             self.auth = BotFrameworkAuth(
@@ -69,6 +70,16 @@ class TeamsFrontDoor:
                 "Teams authentication is OFF because MICROSOFT_APP_ID is not set: anyone who "
                 "can reach /api/messages can talk to the bot. Use this only with a local emulator."
             )
+
+    async def warm(self, _: web.Application) -> None:
+        """Signing keys and the bot's token fetched at start, not on the first question."""
+        if self.auth is not None:
+            await self.auth.warm()
+        if self.credentials is not None:
+            try:
+                await self.credentials.token()
+            except ConnectorError as exc:
+                log.warning("%s; will retry on the first reply", exc)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """One activity: 400 if malformed, 401 if not from the Bot Framework, else processed."""

@@ -76,6 +76,14 @@ class BotFrameworkAuth:
             raise Unauthorized("serviceurl claim does not match the activity")
         return claims
 
+    async def warm(self) -> None:
+        """Fetch the keys before the first request needs them (best effort)."""
+        try:
+            async with self._lock:
+                await self._fetch_keys()
+        except AuthUnavailable as exc:
+            log.warning("%s; will retry on the first request", exc)
+
     async def _key(self, kid: str) -> dict[str, Any]:
         async with self._lock:
             age = time.monotonic() - self._fetched_at

@@ -145,17 +145,22 @@ class _Connections(Connections):
         return self._provider.configuration
 
 
-def make_adapter(settings: Settings) -> CloudAdapter:
+def make_credentials(settings: Settings) -> ClientCredentials | None:
+    """The bot's own credentials, or None when it runs anonymously (no app id)."""
+    if not settings.microsoft_app_id:
+        return None
+    password = settings.microsoft_app_password
+    return ClientCredentials(
+        settings.microsoft_app_id,
+        password.get_secret_value() if password else "",
+        settings.microsoft_app_tenant_id,
+        settings.microsoft_login_url,
+    )
+
+
+def make_adapter(settings: Settings, credentials: ClientCredentials | None = None) -> CloudAdapter:
     app_id = settings.microsoft_app_id or ""
-    credentials = None
-    if app_id:
-        password = settings.microsoft_app_password
-        credentials = ClientCredentials(
-            app_id,
-            password.get_secret_value() if password else "",
-            settings.microsoft_app_tenant_id,
-            settings.microsoft_login_url,
-        )
+    credentials = credentials or make_credentials(settings)
     config = AgentAuthConfiguration(
         client_id=app_id or None,
         tenant_id=settings.microsoft_app_tenant_id,

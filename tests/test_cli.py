@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from tests.conftest import HANDBOOK
@@ -140,3 +142,41 @@ def test_eval_prints_the_documented_metrics(tmp_path: Path) -> None:
         env={"RAGBOT_DATA_DIR": str(tmp_path / "data")},
     )
     assert broken.returncode == 1 and "missing text" in broken.stderr
+
+
+def test_teams_app_package_is_ready_to_upload(tmp_path: Path) -> None:
+    app_id = "0b5c6a8e-1f2d-4c3b-9a7e-6d5f4e3c2b1a"
+    out = tmp_path / "ragbot-teams.zip"
+    result = run(
+        "teams-app",
+        "--endpoint",
+        "https://ragbot.acme.com/api/messages",
+        "--company",
+        'Acme "Docs" Team',
+        "--out",
+        str(out),
+        env={"MICROSOFT_APP_ID": app_id, "RAGBOT_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(out) as package:
+        assert sorted(package.namelist()) == ["color.png", "manifest.json", "outline.png"]
+        manifest = json.loads(package.read("manifest.json"))
+        sizes = {
+            name: struct.unpack(">II", package.read(name)[16:24])
+            for name in ("color.png", "outline.png")
+        }
+    assert manifest["id"] == manifest["bots"][0]["botId"] == app_id
+    assert manifest["validDomains"] == ["ragbot.acme.com"]
+    assert manifest["developer"]["name"] == 'Acme "Docs" Team'
+    assert set(manifest["bots"][0]["scopes"]) == {"personal", "team", "groupChat"}
+    assert sizes == {"color.png": (192, 192), "outline.png": (32, 32)}
+
+    bad = run(
+        "teams-app",
+        "--endpoint",
+        "ragbot.acme.com",
+        "--out",
+        str(out),
+        env={"MICROSOFT_APP_ID": "ragbot", "RAGBOT_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert bad.returncode == 1 and "GUID" in bad.stderr and "Traceback" not in bad.stderr

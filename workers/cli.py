@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bot.teams_app import AppPackageError, build_app_package
 from connectors.base import ConnectorError
 from workers.embed import EmbeddingError
 from workers.evaluate import EvalInputError, evaluate
@@ -48,6 +49,7 @@ EXPECTED_FAILURES = (
     NotConfigured,
     ReaderError,
     EvalInputError,
+    AppPackageError,
 )
 
 
@@ -70,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="documents, chunks and sync health per source")
     status.add_argument("--json", action="store_true")
 
-    serve = commands.add_parser("serve", help="the HTTP front door (Slack events, health, metrics)")
+    serve = commands.add_parser("serve", help="the HTTP front door (Slack, Teams, health, metrics)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
 
@@ -78,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-Q", "--queues", default="answer,index", help="default: answer,index")
 
     commands.add_parser("beat", help="the Celery beat scheduler (periodic syncs)")
+
+    app = commands.add_parser("teams-app", help="the Teams app package (manifest + icons)")
+    app.add_argument("--endpoint", required=True, help="public host of `ragbot serve`")
+    app.add_argument("--company", default="Our company", help="publisher name shown in Teams")
+    app.add_argument("--website", default="https://example.com", help="publisher https:// URL")
+    app.add_argument("--out", type=Path, default=Path("ragbot-teams.zip"))
 
     ev = commands.add_parser("eval", help="retrieval quality on a question set")
     ev.add_argument("--corpus", type=Path, required=True)
@@ -113,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "serve": _serve,
                 "worker": _worker,
                 "beat": _beat,
+                "teams-app": _teams_app,
             }
             return handler[args.command](runtime, args)
     except EXPECTED_FAILURES as exc:
@@ -121,6 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ragbot: interrupted", file=sys.stderr)
         return 130
+
+
+def _teams_app(runtime: Runtime, args: argparse.Namespace) -> int:
+    app_id = runtime.settings.microsoft_app_id
+    if not app_id:
+        raise NotConfigured("set MICROSOFT_APP_ID to the bot's Azure app id")
+    args.out.write_bytes(build_app_package(app_id, args.endpoint, args.company, args.website))
+    print(f"wrote {args.out}: upload it in Teams (Apps > Manage your apps > Upload an app)")
+    return 0
 
 
 def _sync(runtime: Runtime, args: argparse.Namespace) -> int:
