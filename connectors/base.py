@@ -7,7 +7,7 @@ crash resumes from the last safe point and loses nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -48,6 +48,14 @@ class Deleted:
 
 
 @dataclass(frozen=True)
+class PermissionsChanged:
+    """The document's content is as indexed; only who may read it changed (no re-embedding)."""
+
+    id: str
+    acl: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Skipped:
     """An item the source has but that could not be read; reported in `ragbot status`."""
 
@@ -63,7 +71,7 @@ class Checkpoint:
     value: str
 
 
-PollItem = Document | Deleted | Skipped | Checkpoint
+PollItem = Document | Deleted | PermissionsChanged | Skipped | Checkpoint
 
 
 class Connector(Protocol):
@@ -89,4 +97,13 @@ class GroupDirectory(Protocol):
 
     def members(self, groups: set[str]) -> dict[str, set[str]]:
         """For group principals of this source: member email -> the groups they belong to."""
+        ...
+
+
+@runtime_checkable
+class VersionAware(Protocol):
+    """A source that can skip fetching content the index already holds at this version."""
+
+    def use_known_versions(self, versions: Mapping[str, set[str]]) -> None:
+        """Document id -> versions in the index, given before each poll."""
         ...

@@ -125,3 +125,13 @@ def test_principals_lists_every_reader_named_in_a_source(index: Index) -> None:
     write(index, doc("b", "beta", {"user:dana@acme.com"}, source="confluence"))
     write(index, doc("c", "gamma", {"group:files:ops"}))
     assert index.principals("confluence") == {"public", "group:confluence:hr", "user:dana@acme.com"}
+
+
+def test_changing_the_acl_keeps_the_chunks_and_moves_who_sees_them(index: Index) -> None:
+    chunks = write(index, doc("plan", "the reorg plan for next quarter", {"user:ceo@acme.com"}))
+    index.set_acl("plan", frozenset({"domain:acme.com"}))
+    index.commit()
+    assert doc_ids(index, "reorg plan", {"user:ceo@acme.com"}) == set()
+    assert doc_ids(index, "reorg plan", {"domain:acme.com"}) == {"plan"}
+    assert index.stats("files").chunks == chunks
+    assert index.document_versions("files") == {"plan": {"v1"}}

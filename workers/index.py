@@ -67,6 +67,10 @@ class Index(Protocol):
 
     def delete_document(self, document_id: str) -> None: ...
 
+    def set_acl(self, document_id: str, acl: frozenset[str]) -> None:
+        """Change who may read a document's chunks without touching their vectors."""
+        ...
+
     def delete_source(self, source: str) -> None: ...
 
     def document_versions(self, source: str) -> dict[str, set[str]]:

@@ -90,6 +90,10 @@ class EdgeIndex:
             )
         )
 
+    def set_acl(self, document_id: str, acl: frozenset[str]) -> None:
+        selector = qe.Filter(must=[_match("document_id", document_id)])
+        self._update(qe.UpdateOperation.set_payload_by_filter(selector, {"acl": sorted(acl)}))
+
     def delete_source(self, source: str) -> None:
         self._update(
             qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=[_match("source", source)]))

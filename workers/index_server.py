@@ -90,6 +90,14 @@ class ServerIndex:
         selector = models.Filter(must=[_match("document_id", document_id)])
         self._call(lambda: self._client.delete(self.collection, selector, wait=True))
 
+    def set_acl(self, document_id: str, acl: frozenset[str]) -> None:
+        selector = models.Filter(must=[_match("document_id", document_id)])
+        self._call(
+            lambda: self._client.set_payload(
+                self.collection, {"acl": sorted(acl)}, points=selector, wait=True
+            )
+        )
+
     def delete_source(self, source: str) -> None:
         selector = models.Filter(must=[_match("source", source)])
         self._call(lambda: self._client.delete(self.collection, selector, wait=True))

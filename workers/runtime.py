@@ -17,6 +17,8 @@ from connectors.base import Connector
 from connectors.confluence import ConfluenceConfig, ConfluenceConnector
 from connectors.confluence_client import ConfluenceClient
 from connectors.files import FilesConnector
+from connectors.gdrive import DriveConfig, GoogleDriveConnector
+from connectors.gdrive_client import GoogleClient, GoogleCredentials
 from workers.answer import AnswerService, Writer
 from workers.chunking import Chunker
 from workers.embed import Embedder, LocalE5Embedder, OpenAIEmbedder
@@ -39,6 +41,9 @@ def configured_sources(settings: Settings) -> list[str]:
     configured = {
         "files": settings.files_path is not None,
         "confluence": bool(settings.confluence_url),
+        "gdrive": bool(
+            settings.google_service_account_file or settings.google_oauth_credentials_file
+        ),
     }
     return [name for name in SOURCES if configured.get(name)]
 
@@ -163,6 +168,8 @@ class Runtime:
             raise NotConfigured(f"source {name!r} is not configured (set {hint[name]})")
         if name == "confluence":
             return self._confluence()
+        if name == "gdrive":
+            return self._gdrive()
         assert self.settings.files_path is not None
         return FilesConnector(self.settings.files_path)
 
@@ -181,6 +188,23 @@ class Runtime:
             max_attachment_bytes=settings.confluence_max_attachment_mb * 1024 * 1024,
         )
         return ConfluenceConnector(client, config)
+
+    def _gdrive(self) -> Connector:
+        settings = self.settings
+        credentials = GoogleCredentials(
+            service_account_file=settings.google_service_account_file,
+            oauth_user_file=None
+            if settings.google_service_account_file
+            else settings.google_oauth_credentials_file,
+            api_root=settings.google_api_url,
+        )
+        config = DriveConfig(
+            users=tuple(u.lower() for u in settings.google_impersonate),
+            drive_ids=tuple(settings.google_drive_ids),
+            admin_user=settings.google_admin_user,
+            max_file_bytes=settings.google_max_file_mb * 1024 * 1024,
+        )
+        return GoogleDriveConnector(GoogleClient(credentials), config)
 
 
 def _secret(value: SecretStr | None) -> str | None:

@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     confluence_spaces: CsvList = Field(default_factory=list)
     confluence_max_attachment_mb: int = Field(default=20, ge=1)
 
+    google_service_account_file: Path | None = None
+    google_oauth_credentials_file: Path | None = None
+    google_impersonate: CsvList = Field(default_factory=list)
+    google_admin_user: str | None = None
+    google_drive_ids: CsvList = Field(default_factory=list)
+    google_api_url: str | None = None
+    google_max_file_mb: int = Field(default=20, ge=1)
+
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
@@ -78,7 +86,14 @@ class Settings(BaseSettings):
     ragbot_deletion_check_seconds: int = Field(default=3600, ge=60)
     ragbot_idempotency_ttl_seconds: int = Field(default=3600, ge=900)
 
-    @field_validator("ragbot_org_domains", "ragbot_admins", "confluence_spaces", mode="before")
+    @field_validator(
+        "ragbot_org_domains",
+        "ragbot_admins",
+        "confluence_spaces",
+        "google_impersonate",
+        "google_drive_ids",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: object) -> list[str]:
         return _split_csv(value)

@@ -19,7 +19,9 @@ from connectors.base import (
     Deleted,
     Document,
     GroupDirectory,
+    PermissionsChanged,
     Skipped,
+    VersionAware,
 )
 from workers.chunking import Chunker
 from workers.embed import Embedder, EmbeddingError
@@ -41,14 +43,18 @@ class SyncReport:
     unchanged: int = 0
     deleted: int = 0
     skipped: int = 0
+    permissions_updated: int = 0
     chunks_embedded: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
 
     def summary(self) -> str:
+        permissions = (
+            f", {self.permissions_updated} permissions updated" if self.permissions_updated else ""
+        )
         return (
             f"{self.source}: {self.indexed} indexed, {self.unchanged} unchanged, "
-            f"{self.deleted} deleted, {self.skipped} skipped "
+            f"{self.deleted} deleted, {self.skipped} skipped{permissions} "
             f"({self.chunks_embedded} chunks embedded, {self.seconds:.1f}s)"
         )
 
@@ -76,6 +82,8 @@ class Syncer:
             checkpoint = None if full else checkpoint_of(source, state)
             if full:
                 state.skipped = {}
+            if isinstance(connector, VersionAware):
+                connector.use_known_versions({} if full else known)
             for item in connector.poll(checkpoint):
                 if isinstance(item, Document):
                     self._write(item, known, full, report)
@@ -84,6 +92,11 @@ class Syncer:
                     self.index.delete_document(item.id)
                     state.skipped.pop(item.id, None)
                     report.deleted += 1
+                elif isinstance(item, PermissionsChanged):
+                    if item.id in known:
+                        self.index.set_acl(item.id, item.acl)
+                        report.permissions_updated += 1
+                    state.skipped.pop(item.id, None)
                 elif isinstance(item, Skipped):
                     state.skipped[item.id] = item.reason
                     report.skipped += 1
@@ -144,7 +157,8 @@ class Syncer:
         self, directory: GroupDirectory, source: str, state: SourceState
     ) -> None:
         """Who is in the groups the source's documents name (so `--as` and DMs get them)."""
-        groups = {p for p in self.index.principals(source) if p.startswith(f"group:{source}:")}
+        # Each directory picks its own kind (`group:confluence:…`, `group:google:…`).
+        groups = {p for p in self.index.principals(source) if p.startswith("group:")}
         try:
             members = directory.members(groups)
         except ConnectorError as exc:  # keep the last known memberships; readers fail closed
