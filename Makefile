@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEMO_ENV := env -u REDIS_URL -u QDRANT_URL -u OPENAI_API_KEY -u OPENAI_BASE_URL \
 	RAGBOT_DATA_DIR=.ragbot-demo FILES_PATH=samples/handbook RAGBOT_ORG_DOMAINS=acme.com
 
-.PHONY: install install-test demo test lint typecheck clean
+.PHONY: install install-test demo test lint typecheck helm-lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,12 +42,18 @@ demo: install
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 typecheck: install-test
 	$(BIN)/mypy
 
+# The chart: strict lint, rendered with the default and every ci/ value set, each manifest
+# validated against the Kubernetes schemas (offline; see tests/chart.py).
+helm-lint: install-test
+	$(BIN)/python -m tests.chart
+
 # Tests use Redis at REDIS_URL or 127.0.0.1:6379, or start a private one (tests/conftest.py).
-test: lint typecheck
+test: lint typecheck helm-lint
 	$(BIN)/python -m pytest
 
 clean:

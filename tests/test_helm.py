@@ -1,0 +1,162 @@
+"""What an operator relies on in the Helm chart, checked on the rendered manifests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helm_python as helm
+import pytest
+
+from tests.chart import invalid, lint, notes, render, value_sets
+
+SECRETS = {"SLACK_BOT_TOKEN": "xoxb-do-not-leak", "OPENAI_API_KEY": "sk-do-not-leak"}
+
+
+def kinds(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
+
+
+def containers(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for workload in [
+        *kinds(manifests, "Deployment").values(),
+        *kinds(manifests, "StatefulSet").values(),
+    ]:
+        found += workload["spec"]["template"]["spec"]["containers"]
+    return found
+
+
+def test_the_chart_lints_strictly_and_every_value_set_validates() -> None:
+    assert lint() == []
+    for label, values in value_sets().items():
+        assert invalid(render(values)) == [], label
+
+
+def test_secrets_never_reach_a_config_map() -> None:
+    external = value_sets()["slack-external-stores-values.yaml"]
+    for values in ({"secrets": SECRETS}, external):
+        manifests = render(values)
+        (config,) = kinds(manifests, "ConfigMap").values()
+        text = str(config["data"])
+        assert "do-not-leak" not in text and "s3cret" not in text and "qdrant-key" not in text
+    (secret,) = kinds(render({"secrets": SECRETS}), "Secret").values()
+    assert secret["stringData"]["SLACK_BOT_TOKEN"] == "xoxb-do-not-leak"
+    with pytest.raises(helm.HelmRenderError, match=r"env\.OPENAI_API_KEY looks like a secret"):
+        render({"env": {"OPENAI_API_KEY": "sk-oops"}})
+
+
+def test_an_existing_secret_replaces_the_charts_own() -> None:
+    manifests = render(value_sets()["slack-external-stores-values.yaml"])
+    assert kinds(manifests, "Secret") == {}
+    for container in containers(manifests):
+        refs = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
+        assert refs in ([], ["ragbot-slack"])
+
+
+def test_the_front_door_has_probes_and_every_pod_runs_locked_down() -> None:
+    manifests = render()
+    front = kinds(manifests, "Deployment")["acme-ragbot-front-door"]["spec"]["template"]["spec"]
+    (container,) = front["containers"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for container in containers(manifests):
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["resources"]["limits"] and container["resources"]["requests"]
+    for workload in kinds(manifests, "Deployment").values():
+        assert workload["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_beat_runs_exactly_once_and_workers_are_separate() -> None:
+    manifests = render(
+        {
+            "answerWorkers": {
+                "replicas": 5,
+                "concurrency": 2,
+                "resources": {},
+                "autoscaling": {
+                    "enabled": False,
+                    "minReplicas": 1,
+                    "maxReplicas": 1,
+                    "targetCPUUtilizationPercentage": 50,
+                },
+            }
+        }
+    )
+    deployments = kinds(manifests, "Deployment")
+    beat = deployments["acme-ragbot-beat"]["spec"]
+    assert beat["replicas"] == 1 and beat["strategy"] == {"type": "Recreate"}
+    answer = deployments["acme-ragbot-answer-worker"]
+    index = deployments["acme-ragbot-index-worker"]
+    assert answer["spec"]["replicas"] == 5
+    assert answer["spec"]["template"]["spec"]["containers"][0]["args"][:3] == [
+        "worker",
+        "-Q",
+        "answer",
+    ]
+    assert index["spec"]["template"]["spec"]["containers"][0]["args"][:3] == [
+        "worker",
+        "-Q",
+        "index",
+    ]
+    targets = {
+        h["spec"]["scaleTargetRef"]["name"]
+        for h in kinds(render(), "HorizontalPodAutoscaler").values()
+    }
+    assert targets == {"acme-ragbot-front-door", "acme-ragbot-answer-worker"}
+    with pytest.raises(helm.HelmValuesError, match="'replicas' not allowed"):
+        render({"beat": {"replicas": 2}})
+
+
+def test_external_redis_and_qdrant_replace_the_stateful_sets() -> None:
+    bundled = render()
+    assert set(kinds(bundled, "StatefulSet")) == {"acme-ragbot-redis", "acme-ragbot-qdrant"}
+    (config,) = kinds(bundled, "ConfigMap").values()
+    assert config["data"]["QDRANT_URL"] == "http://acme-ragbot-qdrant:6333"
+    assert config["data"]["REDIS_URL"] == "redis://acme-ragbot-redis:6379/0"
+
+    values = {
+        "redis": {"enabled": False},
+        "externalRedis": {"url": "redis://:pw@redis.internal:6379/0"},
+        "qdrant": {"enabled": False},
+        "externalQdrant": {"url": "https://qdrant.internal:6333", "apiKey": "k"},
+    }
+    external = render(values)
+    assert kinds(external, "StatefulSet") == {}
+    (config,) = kinds(external, "ConfigMap").values()
+    (secret,) = kinds(external, "Secret").values()
+    assert (
+        config["data"]["QDRANT_URL"] == "https://qdrant.internal:6333"
+        and "REDIS_URL" not in config["data"]
+    )
+    assert secret["stringData"]["REDIS_URL"] == "redis://:pw@redis.internal:6379/0"
+    assert secret["stringData"]["QDRANT_API_KEY"] == "k"
+    with pytest.raises(helm.HelmRenderError, match=r"externalRedis\.url is required"):
+        render({"redis": {"enabled": False}})
+
+
+def test_a_changed_secret_rolls_the_pods() -> None:
+    def checksums(values: dict[str, Any]) -> set[str]:
+        deployments = kinds(render(values), "Deployment").values()
+        return {
+            d["spec"]["template"]["metadata"]["annotations"]["checksum/secret"] for d in deployments
+        }
+
+    before, after = (
+        checksums({"secrets": SECRETS}),
+        checksums({"secrets": SECRETS | {"X_TOKEN": "new"}}),
+    )
+    assert len(before) == 1 and before != after
+
+
+def test_bad_values_are_refused_with_the_setting_named() -> None:
+    with pytest.raises(helm.HelmValuesError, match=r"/frontDoor/replicas.*minimum"):
+        render({"frontDoor": {"replicas": 0}})
+    with pytest.raises(helm.HelmValuesError, match="/qdrant/image/tag"):
+        render({"qdrant": {"image": {"tag": "latest"}}})
+
+
+def test_notes_give_the_slack_and_teams_endpoints() -> None:
+    text = notes(value_sets()["teams-and-slack-ingress-values.yaml"])
+    assert "https://ragbot.acme.com/slack/events" in text
+    assert "https://ragbot.acme.com/api/messages" in text
