@@ -32,6 +32,7 @@ DIRECTORY_SCOPES = (
     "https://www.googleapis.com/auth/admin.directory.group.member.readonly",
     "https://www.googleapis.com/auth/admin.directory.user.readonly",
 )
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 RETRIES = 5
 TIMEOUT_SECONDS = 60
 
@@ -57,22 +58,32 @@ class GoogleCredentials:
         try:
             if self.service_account_file is not None:
                 info = json.loads(self.service_account_file.read_text(encoding="utf-8"))
-                if self.api_root:
-                    info["token_uri"] = self.api_root.rstrip("/") + "/token"
+                info["token_uri"] = self._token_uri(info)
                 found = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
                     info, scopes=list(scopes)
                 )
                 return found.with_subject(subject) if subject else found
             if self.oauth_user_file is not None:
                 info = json.loads(self.oauth_user_file.read_text(encoding="utf-8"))
-                if self.api_root:
-                    info["token_uri"] = self.api_root.rstrip("/") + "/token"
-                return user_credentials.Credentials.from_authorized_user_info(info)  # type: ignore[no-untyped-call]
+                # Built field by field: the library's loader always uses Google's token URI.
+                return user_credentials.Credentials(  # type: ignore[no-untyped-call]
+                    token=None,
+                    refresh_token=info["refresh_token"],
+                    client_id=info["client_id"],
+                    client_secret=info["client_secret"],
+                    token_uri=self._token_uri(info),
+                    scopes=list(scopes),
+                )
         except (OSError, ValueError, KeyError) as exc:
             raise ConnectorError(f"Google credentials could not be read: {exc}") from exc
         raise ConnectorError(
             "set GOOGLE_SERVICE_ACCOUNT_FILE or GOOGLE_OAUTH_CREDENTIALS_FILE for Google Drive"
         )
+
+    def _token_uri(self, info: dict[str, Any]) -> str:
+        if self.api_root:
+            return self.api_root.rstrip("/") + "/token"
+        return str(info.get("token_uri") or GOOGLE_TOKEN_URI)
 
 
 class GoogleClient:

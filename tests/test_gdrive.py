@@ -325,3 +325,18 @@ def test_sync_from_the_command_line(fake: FakeDrive, tmp_path: Path) -> None:
         [RAGBOT, "status"], env=env, capture_output=True, text=True, timeout=300
     )
     assert "gdrive" in status.stdout and "too large to export" in status.stdout
+
+
+def test_oauth_user_credentials_index_that_users_files(fake: FakeDrive, tmp_path: Path) -> None:
+    fake.oauth_user = DANA
+    authorized = tmp_path / "authorized-user.json"
+    authorized.write_text(
+        '{"type": "authorized_user", "client_id": "cid.apps.googleusercontent.com",'
+        ' "client_secret": "csecret", "refresh_token": "refresh-1"}'
+    )
+    credentials = GoogleCredentials(oauth_user_file=authorized, api_root=fake.url)
+    drive = GoogleDriveConnector(GoogleClient(credentials), DriveConfig())
+    docs = documents(list(drive.poll(None)))
+    # Her own file, her shared drive's, and one shared with a group she is in.
+    assert set(docs) == {"gdrive:onboard", "gdrive:runbook", "gdrive:budget"}
+    assert fake.api_calls("token") >= 1
