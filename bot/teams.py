@@ -90,10 +90,13 @@ class TeamsFrontDoor:
             Activity.model_validate(body)
         except (ValueError, ValidationError):
             return web.json_response({"error": "expected a Bot Framework activity"}, status=400)
-        if not body.get("type") or not (body.get("conversation") or {}).get("id"):
+        conversation = body.get("conversation")
+        if not body.get("type") or not isinstance(conversation, dict) or not conversation.get("id"):
             return web.json_response(
                 {"error": "activity needs type and conversation.id"}, status=400
             )
+        if not str(body.get("serviceUrl") or "").startswith(("https://", "http://")):
+            return web.json_response({"error": "activity needs a serviceUrl"}, status=400)
         if self.auth is not None:
             try:
                 claims = await self.auth.verify(request.headers.get("Authorization"), body)

@@ -164,6 +164,9 @@ def test_malformed_activities_get_400(stack: TeamsStack, fake_teams: FakeTeams) 
     assert httpx.post(url, content="{not json", headers=headers).status_code == 400
     assert httpx.post(url, json=["a list"], headers=headers).status_code == 400
     assert httpx.post(url, json={"type": "message"}, headers=headers).status_code == 400
+    no_service = fake_teams.personal_message("hi", SAM)
+    del no_service["serviceUrl"]
+    assert httpx.post(url, json=no_service, headers=headers).status_code == 400
 
 
 def test_redelivered_activities_answer_once(stack: TeamsStack, fake_teams: FakeTeams) -> None:
