@@ -2,11 +2,13 @@
 
 Uses the synchronous `slack_sdk.WebClient` with retry handlers for 429 (honouring
 Retry-After), 5xx and connection errors. Replies are idempotent: the answer replaces the
-question's placeholder with `chat.update`, so a task that runs twice edits one message.
+question's placeholder with `chat.update`, and the ids of any further messages are kept in
+Redis, so a task that runs twice edits the same messages.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -25,6 +27,7 @@ from bot.chat import DeliveryError, Reader
 from bot.render import SlackMessage, slack_answer, slack_notice
 from bot.slack_questions import SlackQuestion
 from workers.answer import Answer
+from workers.kv import KeyValue, MemoryKeyValue
 from workers.prompt import Turn
 from workers.readers import ReaderError, org_wide, public_only
 
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 HISTORY_MESSAGES = 10
 USER_CACHE_SECONDS = 3600
+POSTED_MEMORY_SECONDS = 7 * 86400
 
 
 class SlackDeliveryError(DeliveryError):
@@ -51,8 +55,9 @@ def make_web_client(token: str, base_url: str) -> WebClient:
 
 
 class SlackDelivery:
-    def __init__(self, client: WebClient) -> None:
+    def __init__(self, client: WebClient, kv: KeyValue | None = None) -> None:
         self._client = client
+        self._kv = kv or MemoryKeyValue()
         self._bot_user_id: str | None = None
         self._emails: dict[str, tuple[float, str | None]] = {}
 
@@ -111,27 +116,39 @@ class SlackDelivery:
             turns.append(Turn("assistant" if from_bot else "user", text))
         return turns[-HISTORY_MESSAGES:]
 
-    def deliver(self, question: SlackQuestion, messages: Sequence[SlackMessage]) -> None:
-        """Replace the placeholder with the first message; post any others in the thread."""
+    def deliver(
+        self, question: SlackQuestion, messages: Sequence[SlackMessage], remember: bool = False
+    ) -> None:
+        """Replace the placeholder with the first message; post any others in the thread.
+
+        With `remember`, each message posted is recorded under the question, so a task that
+        runs again edits those messages instead of posting them twice.
+        """
         if question.response_url:
             self._respond(question.response_url, messages)
             return
-        first, *rest = messages
-        if question.placeholder_ts:
-            self._call(
-                "chat.update",
-                channel=question.channel_id,
-                ts=question.placeholder_ts,
-                text=first.text,
-                blocks=first.blocks,
-            )
-        else:
-            self._post(question, first)
-        for message in rest:
-            self._post(question, message)
+        key = f"posted:{question.question_id}"
+        posted: list[str | None] = json.loads(self._kv.get(key) or "[]") if remember else []
+        for index, message in enumerate(messages):
+            known = posted[index] if index < len(posted) else None
+            target = question.placeholder_ts if index == 0 and question.placeholder_ts else known
+            if target:
+                self._call(
+                    "chat.update",
+                    channel=question.channel_id,
+                    ts=target,
+                    text=message.text,
+                    blocks=message.blocks,
+                )
+                continue
+            ts = self._post(question, message)
+            if remember:
+                posted += [None] * (index + 1 - len(posted))
+                posted[index] = ts
+                self._kv.put(key, json.dumps(posted), POSTED_MEMORY_SECONDS)
 
-    def _post(self, question: SlackQuestion, message: SlackMessage) -> None:
-        self._call(
+    def _post(self, question: SlackQuestion, message: SlackMessage) -> str:
+        posted = self._call(
             "chat.postMessage",
             channel=question.channel_id,
             thread_ts=question.thread_ts,
@@ -139,6 +156,7 @@ class SlackDelivery:
             blocks=message.blocks,
             unfurl_links=False,
         )
+        return str(posted.get("ts") or "")
 
     def _respond(self, response_url: str, messages: Sequence[SlackMessage]) -> None:
         for message in messages:
@@ -186,7 +204,7 @@ class SlackThread:
         return self.delivery.thread_history(self.question)
 
     def post_answer(self, answer: Answer) -> None:
-        self.delivery.deliver(self.question, slack_answer(answer, self.question_id))
+        self.delivery.deliver(self.question, slack_answer(answer, self.question_id), remember=True)
 
     def post_notice(self, text: str) -> None:
         self.delivery.deliver(self.question, [slack_notice(text)])

@@ -1,9 +1,10 @@
 """The workers' side of Teams: who is asking, who can read the reply, and posting it.
 
 Replies are proactive: the worker continues the conversation from the reference the front door
-stored, replaces the "Searching…" placeholder with the answer (so a task that runs twice edits
-one message) and posts any overflow in the same thread. The Bot Framework has no API to read a
-Teams thread, so the thread's earlier questions and answers are kept in Redis.
+stored, replaces the "Searching…" placeholder with the answer and posts any overflow in the
+same thread, recording what it posted, so a task that runs twice edits the same messages. The
+Bot Framework has no API to read a Teams thread, so the thread's earlier questions and answers
+are kept in Redis.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 ROSTER_CACHE_SECONDS = 3600
 ANSWER_MESSAGE_SECONDS = 30 * 86400
+POSTED_MEMORY_SECONDS = 7 * 86400
 HISTORY_TURNS = 10
 # A channel thread is one topic for days; a personal chat is a stream of unrelated questions.
 THREAD_HISTORY_SECONDS = 7 * 86400
@@ -138,29 +140,40 @@ class TeamsDelivery:
         self.kv.put(key, "1" if outsiders else "0", ROSTER_CACHE_SECONDS)
         return outsiders
 
-    def post(self, question: TeamsQuestion, messages: Sequence[TeamsMessage]) -> list[str]:
-        """Replace the placeholder with the first message; post the others in the thread."""
+    def post(
+        self, question: TeamsQuestion, messages: Sequence[TeamsMessage], remember: bool = False
+    ) -> list[str]:
+        """Replace the placeholder with the first message; post the others in the thread.
+
+        With `remember`, each message posted is recorded under the question, so a task that
+        runs again edits those messages instead of posting them twice.
+        """
+        key = f"posted:{question.question_id}"
+        posted: list[str | None] = json.loads(self.kv.get(key) or "[]") if remember else []
 
         async def send(connector: TeamsConnectorClient) -> list[str]:
             conversations = connector.conversations
             ids: list[str] = []
             for index, message in enumerate(messages):
                 activity = self._activity(question, message)
-                if index == 0 and question.placeholder_id:
-                    placeholder = question.placeholder_id
-                    activity.id = placeholder
+                known = posted[index] if index < len(posted) else None
+                target = (
+                    question.placeholder_id if index == 0 and question.placeholder_id else known
+                )
+                if target:
+                    activity.id = target
                     await with_retries(
                         partial(
                             conversations.update_activity,
                             question.conversation_id,
-                            placeholder,
+                            target,
                             activity,
                         ),
                         "update",
                     )
-                    ids.append(placeholder)
+                    ids.append(target)
                     continue
-                posted = await with_retries(
+                sent = await with_retries(
                     partial(
                         conversations.reply_to_activity,
                         question.conversation_id,
@@ -169,7 +182,11 @@ class TeamsDelivery:
                     ),
                     "reply",
                 )
-                ids.append(str(posted.id or ""))
+                ids.append(str(sent.id or ""))
+                if remember:
+                    posted.extend([None] * (index + 1 - len(posted)))
+                    posted[index] = ids[-1]
+                    self.kv.put(key, json.dumps(posted), POSTED_MEMORY_SECONDS)
             return ids
 
         return self.call(question, send)
@@ -234,7 +251,7 @@ class TeamsThread:
         return [Turn(t["role"], t["text"]) for t in turns]
 
     def post_answer(self, answer: Answer) -> None:
-        ids = self.delivery.post(self.question, teams_answer(answer))
+        ids = self.delivery.post(self.question, teams_answer(answer), remember=True)
         kv = self.delivery.kv
         for message_id in ids:
             if message_id:

@@ -59,7 +59,8 @@ class WorkerContext:
         token = self.settings.slack_bot_token
         if token is None:
             raise NotConfigured("SLACK_BOT_TOKEN is not set")
-        return SlackDelivery(make_web_client(token.get_secret_value(), self.settings.slack_api_url))
+        client = make_web_client(token.get_secret_value(), self.settings.slack_api_url)
+        return SlackDelivery(client, self.kv)
 
     @cached_property
     def teams(self) -> Any:

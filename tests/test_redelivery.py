@@ -1,0 +1,90 @@
+"""An answer task that runs twice (a worker died after posting) edits what it posted, never
+posts it again: Slack and Teams delivery against their fake APIs, with long multi-part answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.render import slack_answer
+from bot.slack_delivery import SlackDelivery, SlackThread, make_web_client
+from bot.slack_questions import SlackQuestion
+from bot.teams_delivery import TeamsDelivery, TeamsThread
+from bot.teams_questions import TeamsQuestion
+from tests.fakes.slack_api import TEAM, FakeSlack
+from tests.fakes.teams_api import BOT_ID, BOT_NAME, TENANT, FakeTeams, Member
+from workers.answer import Answer, SourceRef
+from workers.kv import MemoryKeyValue
+from workers.settings import Settings
+
+SOURCE = SourceRef(
+    1,
+    "Leave Policy",
+    "https://wiki.acme.com/leave",
+    "files",
+    datetime(2026, 11, 1, tzinfo=UTC),
+    "d",
+)
+# Long enough for several Slack messages (50 blocks each) and several Teams messages (28 KB).
+LONG = Answer(
+    "\n\n".join(f"Paragraph {n}: leave accrues monthly [1]. " * 30 for n in range(150)),
+    False,
+    [SOURCE],
+)
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_teams() -> Iterator[FakeTeams]:
+    fake = FakeTeams().start()
+    yield fake
+    fake.stop()
+
+
+def test_slack_edits_every_part_of_a_long_answer_on_a_second_run(fake_slack: FakeSlack) -> None:
+    assert len(slack_answer(LONG, "q")) > 2
+    client = make_web_client(fake_slack.token, fake_slack.api_url)
+    ts = fake_slack.user_says("C0LONG", "tell me everything about leave", "U0ASKER")
+    placeholder = client.chat_postMessage(channel="C0LONG", thread_ts=ts, text="Searching…")["ts"]
+    question = SlackQuestion(TEAM, "C0LONG", "U0ASKER", "leave?", ts, ts, False, placeholder)
+    kv = MemoryKeyValue()
+    SlackThread(question, SlackDelivery(client, kv)).post_answer(LONG)
+    first = [m["ts"] for m in fake_slack.bot_messages("C0LONG")]
+    SlackThread(question, SlackDelivery(client, kv)).post_answer(LONG)
+    assert [m["ts"] for m in fake_slack.bot_messages("C0LONG")] == first
+    assert len(first) == len(slack_answer(LONG, "q"))
+
+
+def test_teams_edits_every_part_of_a_long_answer_on_a_second_run(fake_teams: FakeTeams) -> None:
+    asker = Member("29:1sam", "aad-sam", "sam@acme.com", "Sam Park")
+    activity = fake_teams.personal_message("tell me everything about leave", asker)
+    conversation = activity["conversation"]["id"]
+    question = TeamsQuestion(
+        service_url=fake_teams.service_url,
+        tenant_id=TENANT,
+        conversation_id=conversation,
+        conversation_type="personal",
+        activity_id=activity["id"],
+        user_id=asker.id,
+        user_aad_id=asker.aad,
+        bot_id=BOT_ID,
+        bot_name=BOT_NAME,
+        text="leave?",
+    )
+    kv = MemoryKeyValue()
+    delivery = TeamsDelivery(Settings(), kv)
+    TeamsThread(question, delivery).post_answer(LONG)
+    first = [m["id"] for m in fake_teams.bot_messages(conversation)]
+    assert len(first) > 1
+    TeamsThread(question, TeamsDelivery(Settings(), kv)).post_answer(LONG)
+    messages = fake_teams.bot_messages(conversation)
+    assert [m["id"] for m in messages] == first
+    assert all(m.get("edits") == 1 for m in messages)
