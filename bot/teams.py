@@ -10,10 +10,12 @@ as a `message/submitAction` invoke and is recorded.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from microsoft_agents.activity import Activity, InvokeResponse
@@ -67,8 +69,9 @@ class TeamsFrontDoor:
             )
         else:
             log.warning(
-                "Teams authentication is OFF because MICROSOFT_APP_ID is not set: anyone who "
-                "can reach /api/messages can talk to the bot. Use this only with a local emulator."
+                "Teams authentication is OFF because MICROSOFT_APP_ID is not set: /api/messages "
+                "takes unauthenticated requests from this machine only (the Bot Framework "
+                "Emulator) and replies only to a local serviceUrl."
             )
 
     async def warm(self, _: web.Application) -> None:
@@ -107,6 +110,12 @@ class TeamsFrontDoor:
                 log.error("%s", exc)
                 return web.json_response({"error": "cannot verify requests right now"}, status=503)
             request["claims_identity"] = ClaimsIdentity(claims, authentication_type="Bearer")
+        elif not _local(request.remote) or not _local(urlsplit(body["serviceUrl"]).hostname):
+            # Without an app id nothing proves who is calling; answering a remote caller, or
+            # replying to a remote serviceUrl, would hand documents to anyone who asks.
+            return web.json_response(
+                {"error": "Teams is not configured here: set MICROSOFT_APP_ID"}, status=401
+            )
         else:
             request["claims_identity"] = ClaimsIdentity()
         response = await self.adapter.process(request, self)
@@ -288,6 +297,16 @@ class TeamsFrontDoor:
         await context.send_activity(
             Activity(type="invokeResponse", value=InvokeResponse(status=200, body={}))
         )
+
+
+def _local(host: str | None) -> bool:
+    """Loopback only: the emulator and ragbot on the same machine."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address((host or "").strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _from_a_bot(activity: Activity) -> bool:

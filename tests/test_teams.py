@@ -316,6 +316,9 @@ def test_without_an_app_id_auth_is_off_and_says_so(
         activity = fake_teams.personal_message("How do I roll back a production deploy?", SAM)
         assert alone.post(activity, fake_teams, token=None).status_code in (200, 202)
         assert "Deploying Services" in answer_to(fake_teams, activity)["text"]
+        remote = fake_teams.personal_message("How long is parental leave?", SAM)
+        remote["serviceUrl"] = "https://smba.example.net/amer/"
+        assert alone.post(remote, fake_teams, token=None).status_code == 401
     finally:
         fake_teams.app_id = APP_ID
         alone.stop()
