@@ -38,6 +38,7 @@ class ChatThread(Protocol):
         """Replace the placeholder with the answer (idempotent: a re-run edits, never re-posts)."""
         ...
 
-    def post_notice(self, text: str) -> None:
-        """A short apology or status in place of an answer."""
+    def post_notice(self, text: str, new_message: bool = False) -> None:
+        """A short apology or status in place of an answer; `new_message` leaves the
+        placeholder alone (when editing it is what keeps failing)."""
         ...

@@ -39,7 +39,15 @@ POSTED_MEMORY_SECONDS = 7 * 86400
 
 
 class SlackDeliveryError(DeliveryError):
-    """Slack refused or could not be reached after retries."""
+    """Slack refused or could not be reached after retries; `error` is Slack's error code."""
+
+    def __init__(self, message: str, error: str = "") -> None:
+        super().__init__(message)
+        self.error = error
+
+
+# The placeholder is gone (someone deleted it) or can no longer be edited: post anew instead.
+PLACEHOLDER_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 
 
 def make_web_client(token: str, base_url: str) -> WebClient:
@@ -67,7 +75,7 @@ class SlackDelivery:
             response = getattr(self._client, method.replace(".", "_"))(**params)
         except SlackApiError as exc:
             error = exc.response.get("error") if exc.response is not None else None
-            raise SlackDeliveryError(f"Slack {method} failed: {error or exc}") from exc
+            raise SlackDeliveryError(f"Slack {method} failed: {error or exc}", str(error)) from exc
         except OSError as exc:
             raise SlackDeliveryError(f"Slack {method} unreachable: {exc}") from exc
         return dict(response.data) if isinstance(response.data, dict) else {}
@@ -131,16 +139,22 @@ class SlackDelivery:
         posted: list[str | None] = json.loads(self._kv.get(key) or "[]") if remember else []
         for index, message in enumerate(messages):
             known = posted[index] if index < len(posted) else None
-            target = question.placeholder_ts if index == 0 and question.placeholder_ts else known
+            # What an earlier run posted first: the placeholder may have been replaced by it.
+            target = known or (question.placeholder_ts if index == 0 else None)
             if target:
-                self._call(
-                    "chat.update",
-                    channel=question.channel_id,
-                    ts=target,
-                    text=message.text,
-                    blocks=message.blocks,
-                )
-                continue
+                try:
+                    self._call(
+                        "chat.update",
+                        channel=question.channel_id,
+                        ts=target,
+                        text=message.text,
+                        blocks=message.blocks,
+                    )
+                    continue
+                except SlackDeliveryError as exc:
+                    if exc.error not in PLACEHOLDER_GONE:
+                        raise
+                    log.info("message %s gone; posting anew", target)
             ts = self._post(question, message)
             if remember:
                 posted += [None] * (index + 1 - len(posted))
@@ -206,5 +220,8 @@ class SlackThread:
     def post_answer(self, answer: Answer) -> None:
         self.delivery.deliver(self.question, slack_answer(answer, self.question_id), remember=True)
 
-    def post_notice(self, text: str) -> None:
-        self.delivery.deliver(self.question, [slack_notice(text)])
+    def post_notice(self, text: str, new_message: bool = False) -> None:
+        question = self.question
+        if new_message:
+            question = SlackQuestion.from_payload(question.to_payload() | {"placeholder_ts": None})
+        self.delivery.deliver(question, [slack_notice(text)])

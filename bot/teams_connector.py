@@ -43,7 +43,11 @@ T = TypeVar("T")
 
 
 class ConnectorError(DeliveryError):
-    """Teams refused or could not be reached after retries."""
+    """Teams refused or could not be reached after retries; `status` is the HTTP status."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ClientCredentials:
@@ -186,7 +190,7 @@ async def with_retries(operation: Callable[[], Awaitable[T]], what: str) -> T:
             return await operation()
         except aiohttp.ClientResponseError as exc:
             if exc.status not in RETRY_STATUSES or attempt == ATTEMPTS:
-                raise ConnectorError(f"Teams {what} failed: HTTP {exc.status}") from exc
+                raise ConnectorError(f"Teams {what} failed: HTTP {exc.status}", exc.status) from exc
             wait = _retry_after(exc.headers) or _backoff(attempt)
             log.info("Teams %s got HTTP %s; retrying in %.1f s", what, exc.status, wait)
         except (aiohttp.ClientError, TimeoutError) as exc:

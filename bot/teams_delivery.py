@@ -157,22 +157,27 @@ class TeamsDelivery:
             for index, message in enumerate(messages):
                 activity = self._activity(question, message)
                 known = posted[index] if index < len(posted) else None
-                target = (
-                    question.placeholder_id if index == 0 and question.placeholder_id else known
-                )
+                # What an earlier run posted first: the placeholder may have been replaced by it.
+                target = known or (question.placeholder_id if index == 0 else None)
                 if target:
                     activity.id = target
-                    await with_retries(
-                        partial(
-                            conversations.update_activity,
-                            question.conversation_id,
-                            target,
-                            activity,
-                        ),
-                        "update",
-                    )
-                    ids.append(target)
-                    continue
+                    try:
+                        await with_retries(
+                            partial(
+                                conversations.update_activity,
+                                question.conversation_id,
+                                target,
+                                activity,
+                            ),
+                            "update",
+                        )
+                        ids.append(target)
+                        continue
+                    except ConnectorError as exc:
+                        if exc.status != 404:
+                            raise
+                        log.info("message %s gone; posting anew", target)
+                        activity.id = None
                 sent = await with_retries(
                     partial(
                         conversations.reply_to_activity,
@@ -260,8 +265,11 @@ class TeamsThread:
                 )
         self._remember(answer.text)
 
-    def post_notice(self, text: str) -> None:
-        self.delivery.post(self.question, [teams_notice(text)])
+    def post_notice(self, text: str, new_message: bool = False) -> None:
+        if new_message:
+            self.delivery.notify(self.question, text)
+        else:
+            self.delivery.post(self.question, [teams_notice(text)])
 
     def _remember(self, answer_text: str) -> None:
         turns = [{"role": t.role, "text": t.text} for t in self.history()]

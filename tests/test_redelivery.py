@@ -49,6 +49,24 @@ def fake_teams() -> Iterator[FakeTeams]:
     fake.stop()
 
 
+def personal_question(fake: FakeTeams, placeholder: str | None = None) -> TeamsQuestion:
+    asker = Member("29:1sam", "aad-sam", "sam@acme.com", "Sam Park")
+    activity = fake.personal_message("leave?", asker)
+    return TeamsQuestion(
+        service_url=fake.service_url,
+        tenant_id=TENANT,
+        conversation_id=activity["conversation"]["id"],
+        conversation_type="personal",
+        activity_id=activity["id"],
+        user_id=asker.id,
+        user_aad_id=asker.aad,
+        bot_id=BOT_ID,
+        bot_name=BOT_NAME,
+        text="leave?",
+        placeholder_id=placeholder,
+    )
+
+
 def test_slack_edits_every_part_of_a_long_answer_on_a_second_run(fake_slack: FakeSlack) -> None:
     assert len(slack_answer(LONG, "q")) > 2
     client = make_web_client(fake_slack.token, fake_slack.api_url)
@@ -64,21 +82,8 @@ def test_slack_edits_every_part_of_a_long_answer_on_a_second_run(fake_slack: Fak
 
 
 def test_teams_edits_every_part_of_a_long_answer_on_a_second_run(fake_teams: FakeTeams) -> None:
-    asker = Member("29:1sam", "aad-sam", "sam@acme.com", "Sam Park")
-    activity = fake_teams.personal_message("tell me everything about leave", asker)
-    conversation = activity["conversation"]["id"]
-    question = TeamsQuestion(
-        service_url=fake_teams.service_url,
-        tenant_id=TENANT,
-        conversation_id=conversation,
-        conversation_type="personal",
-        activity_id=activity["id"],
-        user_id=asker.id,
-        user_aad_id=asker.aad,
-        bot_id=BOT_ID,
-        bot_name=BOT_NAME,
-        text="leave?",
-    )
+    question = personal_question(fake_teams)
+    conversation = question.conversation_id
     kv = MemoryKeyValue()
     delivery = TeamsDelivery(Settings(), kv)
     TeamsThread(question, delivery).post_answer(LONG)
@@ -88,3 +93,30 @@ def test_teams_edits_every_part_of_a_long_answer_on_a_second_run(fake_teams: Fak
     messages = fake_teams.bot_messages(conversation)
     assert [m["id"] for m in messages] == first
     assert all(m.get("edits") == 1 for m in messages)
+
+
+def test_a_deleted_slack_placeholder_still_gets_the_answer_once(fake_slack: FakeSlack) -> None:
+    client = make_web_client(fake_slack.token, fake_slack.api_url)
+    ts = fake_slack.user_says("C0GONE", "leave?", "U0ASKER")
+    placeholder = client.chat_postMessage(channel="C0GONE", thread_ts=ts, text="Searching…")["ts"]
+    fake_slack.messages["C0GONE"] = [
+        m for m in fake_slack.messages["C0GONE"] if m["ts"] != placeholder
+    ]
+    question = SlackQuestion(TEAM, "C0GONE", "U0ASKER", "leave?", ts, ts, False, placeholder)
+    short = Answer("Sixteen weeks [1].", False, [SOURCE])
+    kv = MemoryKeyValue()
+    for _ in range(2):  # the second run edits what the first one posted
+        SlackThread(question, SlackDelivery(client, kv)).post_answer(short)
+    (reply,) = fake_slack.bot_messages("C0GONE")
+    assert reply["thread_ts"] == ts and "Sixteen weeks" in str(reply["blocks"])
+
+
+def test_a_deleted_teams_placeholder_still_gets_the_answer_once(fake_teams: FakeTeams) -> None:
+    question = personal_question(fake_teams, placeholder="1700000000000-deleted")  # Teams: 404
+    conversation = question.conversation_id
+    kv = MemoryKeyValue()
+    short = Answer("Sixteen weeks [1].", False, [SOURCE])
+    for _ in range(2):
+        TeamsThread(question, TeamsDelivery(Settings(), kv)).post_answer(short)
+    (reply,) = fake_teams.bot_messages(conversation)
+    assert "Sixteen weeks" in reply["text"] and reply.get("edits") == 1

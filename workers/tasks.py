@@ -145,7 +145,7 @@ def answer(self: Any, platform: str, payload: dict[str, Any]) -> None:
     except DeliveryError as exc:
         if self.request.retries >= self.max_retries:
             log.error("giving up on %s: %s", thread.question_id, exc)
-            _notify_quietly(thread, POST_FAILED)
+            _notify_quietly(thread, POST_FAILED, new_message=True)
             ctx.kv.add(f"answers:{platform}_failed")
             return
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
@@ -158,9 +158,9 @@ def answer(self: Any, platform: str, payload: dict[str, Any]) -> None:
         ctx.kv.put(f"answer:{thread.question_id}", json.dumps(record), ANSWER_MEMORY_SECONDS)
 
 
-def _notify_quietly(thread: ChatThread, text: str) -> None:
+def _notify_quietly(thread: ChatThread, text: str, new_message: bool = False) -> None:
     try:
-        thread.post_notice(text)
+        thread.post_notice(text, new_message)
     except DeliveryError:
         log.error("could not tell %s about a failure", thread.question_id)
 
