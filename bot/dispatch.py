@@ -2,14 +2,18 @@
 
 The front door never runs the pipeline on its event loop: in-process mode runs tasks on one
 background thread (the embedded index is single-process and this keeps it single-threaded).
+A task asking to be retried runs again after its countdown, as a worker would run it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+from celery.exceptions import Retry
 
 from workers.celery_app import app
 from workers.settings import Settings
@@ -33,12 +37,30 @@ class Dispatcher:
         # Queues come from the app's task_routes.
         await loop.run_in_executor(None, lambda: app.send_task(task, args=list(args)))
 
-    @staticmethod
-    def _run_here(task: str, args: tuple[Any, ...]) -> None:
-        app.tasks[task].apply(args=list(args), throw=True)
+    def _run_here(self, task: str, args: tuple[Any, ...], retries: int = 0) -> None:
+        try:
+            app.tasks[task].apply(args=list(args), retries=retries, throw=True)
+        except Retry as retry:
+            delay = float(retry.when) if isinstance(retry.when, int | float) else 0.0
+            timer = threading.Timer(delay, self._run_later, (task, args, retries + 1))
+            timer.daemon = True
+            timer.start()
+
+    def _run_later(self, task: str, args: tuple[Any, ...], retries: int) -> None:
+        try:
+            future = self._pool.submit(self._run_here, task, args, retries)
+        except RuntimeError:  # shutting down
+            log.warning("in-process retry of %s dropped at shutdown", task)
+            return
+        future.add_done_callback(_log_thread_failure)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _log_thread_failure(future: Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("in-process task failed: %s", future.exception().__class__.__name__)
 
 
 def _log_failure(future: asyncio.Future[None]) -> None:

@@ -289,10 +289,11 @@ def test_feedback_is_recorded(stack: TeamsStack, fake_teams: FakeTeams) -> None:
     )
 
 
-def test_without_an_app_id_auth_is_off_and_says_so(
+@pytest.fixture
+def emulator_stack(
     stack: TeamsStack, fake_teams: FakeTeams, tmp_path: Path
-) -> None:
-    """The emulator setup: no app id, no Redis; the front door answers by itself."""
+) -> Iterator[tuple[TeamsStack, Path]]:
+    """The emulator setup: no app id, no Redis; the front door runs the tasks itself."""
     data_dir = tmp_path / "data"
     shutil.copytree(Path(stack.env["RAGBOT_DATA_DIR"]), data_dir)
     env = {
@@ -309,16 +310,47 @@ def test_without_an_app_id_auth_is_off_and_says_so(
         )
     alone = TeamsStack(env, port, tmp_path)
     alone.server = server
+    fake_teams.app_id = None  # the emulator's connector takes no token either
     try:
         wait_for(alone._healthy, 30, "the front door")
-        assert "Teams authentication is OFF" in log.read_text()
-        fake_teams.app_id = None  # the emulator's connector takes no token either
-        activity = fake_teams.personal_message("How do I roll back a production deploy?", SAM)
-        assert alone.post(activity, fake_teams, token=None).status_code in (200, 202)
-        assert "Deploying Services" in answer_to(fake_teams, activity)["text"]
-        remote = fake_teams.personal_message("How long is parental leave?", SAM)
-        remote["serviceUrl"] = "https://smba.example.net/amer/"
-        assert alone.post(remote, fake_teams, token=None).status_code == 401
+        yield alone, log
     finally:
         fake_teams.app_id = APP_ID
+        fake_teams.faults.clear()
         alone.stop()
+
+
+def test_without_an_app_id_auth_is_off_and_says_so(
+    emulator_stack: tuple[TeamsStack, Path], fake_teams: FakeTeams
+) -> None:
+    alone, log = emulator_stack
+    assert "Teams authentication is OFF" in log.read_text()
+    activity = fake_teams.personal_message("How do I roll back a production deploy?", SAM)
+    assert alone.post(activity, fake_teams, token=None).status_code in (200, 202)
+    assert "Deploying Services" in answer_to(fake_teams, activity)["text"]
+    remote = fake_teams.personal_message("How long is parental leave?", SAM)
+    remote["serviceUrl"] = "https://smba.example.net/amer/"
+    assert alone.post(remote, fake_teams, token=None).status_code == 401
+
+
+def test_when_the_answer_cannot_be_posted_the_asker_gets_an_apology(
+    emulator_stack: tuple[TeamsStack, Path], fake_teams: FakeTeams
+) -> None:
+    """Every edit of the placeholder is refused, through all of the task's retries."""
+    alone, _ = emulator_stack
+    fake_teams.faults += [TeamsFault("PUT", 403) for _ in range(5)]
+    activity = fake_teams.personal_message("How many paid sick days do I get?", SAM)
+    alone.post(activity, fake_teams, token=None)
+    conversation = activity["conversation"]["id"]
+
+    def apology() -> list[dict[str, Any]]:
+        return [
+            m
+            for m in fake_teams.bot_messages(conversation)
+            if m.get("replyToId") == activity["id"] and "went wrong" in m["text"]
+        ]
+
+    wait_for(apology, 90, "the apology")  # after retries 2 + 4 + 8 + 16 s apart
+    assert not fake_teams.faults, "the task retried before giving up"
+    replies = [m for m in fake_teams.bot_messages(conversation) if m["replyToId"] == activity["id"]]
+    assert replies[0]["text"].startswith("Searching"), "the placeholder is left as it was"
