@@ -119,8 +119,11 @@ class GoogleDriveConnector:
         tokens: dict[str, str] = json.loads(checkpoint.value) if checkpoint else {}
         seen: set[str] = set()
         for corpus in self.corpora():
-            if corpus.key in tokens:
-                yield from self._changes(corpus, tokens, seen)
+            first = (
+                self._first_changes(corpus, tokens[corpus.key]) if corpus.key in tokens else None
+            )
+            if first is not None:
+                yield from self._changes(corpus, tokens, seen, first)
             else:
                 # The token first: changes made while listing are replayed next time.
                 tokens[corpus.key] = self._start_token(corpus)
@@ -207,11 +210,9 @@ class GoogleDriveConnector:
             params |= {"corpora": "allDrives", "includeItemsFromAllDrives": True}
         yield from self.client.pages(lambda token: service.list(pageToken=token, **params), "files")
 
-    def _changes(
-        self, corpus: Corpus, tokens: dict[str, str], seen: set[str]
-    ) -> Iterator[PollItem]:
-        changes = self._drive(corpus).changes()
+    def _change_request(self, corpus: Corpus, token: str) -> Any:
         params: dict[str, Any] = {
+            "pageToken": token,
             "includeRemoved": True,
             "supportsAllDrives": True,
             "pageSize": self.config.page_size,
@@ -221,8 +222,25 @@ class GoogleDriveConnector:
             params |= {"driveId": corpus.drive_id, "includeItemsFromAllDrives": True}
         else:
             params["includeItemsFromAllDrives"] = not self.config.drive_ids
+        return self._drive(corpus).changes().list(**params)
+
+    def _first_changes(self, corpus: Corpus, token: str) -> dict[str, Any] | None:
+        """The first page from the saved position; None when Drive no longer accepts it, so
+        the corpus is listed again (unchanged files cost no download) instead of failing on
+        every sync."""
+        try:
+            page: dict[str, Any] = self.client.execute(self._change_request(corpus, token))
+        except DriveApiError as exc:
+            if exc.status in (400, 404):
+                log.warning("change-log position of %s rejected; listing it again", corpus.key)
+                return None
+            raise
+        return page
+
+    def _changes(
+        self, corpus: Corpus, tokens: dict[str, str], seen: set[str], page: dict[str, Any]
+    ) -> Iterator[PollItem]:
         while True:
-            page = self.client.execute(changes.list(pageToken=tokens[corpus.key], **params))
             for change in page.get("changes") or []:
                 if change.get("changeType", "file") != "file":
                     continue  # a shared drive's own settings changed
@@ -235,6 +253,7 @@ class GoogleDriveConnector:
             yield Checkpoint(SOURCE, json.dumps(tokens, sort_keys=True))
             if not page.get("nextPageToken"):
                 return
+            page = self.client.execute(self._change_request(corpus, tokens[corpus.key]))
 
     def _gone(self, corpus: Corpus, file_id: str, seen: set[str]) -> Iterator[PollItem]:
         """Removed from one view: gone unless another corpus still sees it untrashed."""

@@ -340,3 +340,21 @@ def test_oauth_user_credentials_index_that_users_files(fake: FakeDrive, tmp_path
     # Her own file, her shared drive's, and one shared with a group she is in.
     assert set(docs) == {"gdrive:onboard", "gdrive:runbook", "gdrive:budget"}
     assert fake.api_calls("token") >= 1
+
+
+def test_a_rejected_change_log_position_lists_the_corpus_again(
+    fake: FakeDrive, tmp_path: Path
+) -> None:
+    index = EdgeIndex(tmp_path / "index", HashEmbedder.dim)
+    drive = connector(fake, tmp_path, users=(SAM,), drives=())
+    state = FileStateStore(tmp_path / "state")
+    syncer(tmp_path, HashEmbedder(), index).sync(drive, prune=False)
+    saved = state.load("gdrive")
+    saved.checkpoint = '{"user:sam@acme.com": "999999"}'  # a position Drive no longer accepts
+    state.save("gdrive", saved)
+    fake.edit("leave", b"# Leave\\n\\nParental leave is 20 weeks.")
+    embedder = HashEmbedder()
+    report = syncer(tmp_path, embedder, index).sync(drive, prune=False)
+    assert report.indexed == 1 and report.unchanged > 20, "listed again; only the edit embedded"
+    assert state.load("gdrive").checkpoint != saved.checkpoint
+    index.close()

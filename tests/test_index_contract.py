@@ -135,3 +135,4 @@ def test_changing_the_acl_keeps_the_chunks_and_moves_who_sees_them(index: Index)
     assert doc_ids(index, "reorg plan", {"domain:acme.com"}) == {"plan"}
     assert index.stats("files").chunks == chunks
     assert index.document_versions("files") == {"plan": {"v1"}}
+    assert index.document_acls("files") == {"plan": frozenset({"domain:acme.com"})}

@@ -354,3 +354,19 @@ def test_when_the_answer_cannot_be_posted_the_asker_gets_an_apology(
     assert not fake_teams.faults, "the task retried before giving up"
     replies = [m for m in fake_teams.bot_messages(conversation) if m["replyToId"] == activity["id"]]
     assert replies[0]["text"].startswith("Searching"), "the placeholder is left as it was"
+
+
+def test_a_mention_in_an_answered_thread_carries_the_thread_so_far(
+    stack: TeamsStack, fake_teams: FakeTeams, fake_llm: FakeOpenAI
+) -> None:
+    root = fake_teams.channel_post("How do I connect to the VPN?", SAM, GENERAL, GENERAL)
+    stack.post(root, fake_teams)
+    answer_to(fake_teams, root)
+    follow = fake_teams.channel_post("and what does VPN-E42 mean?", SAM, GENERAL, GENERAL)
+    follow["conversation"]["id"] = root["conversation"]["id"]  # a reply in the same thread
+    stack.post(follow, fake_teams)
+    answer_to(fake_teams, follow)
+    history = fake_llm.requests[-1][1]["messages"][1:-1]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    assert "How do I connect to the VPN?" in history[0]["content"]
+    assert len(fake_teams.bot_messages(root["conversation"]["id"])) == 2

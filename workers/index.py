@@ -71,6 +71,10 @@ class Index(Protocol):
         """Change who may read a document's chunks without touching their vectors."""
         ...
 
+    def document_acls(self, source: str) -> dict[str, frozenset[str]]:
+        """Document id -> its readers, for every document of the source."""
+        ...
+
     def delete_source(self, source: str) -> None: ...
 
     def document_versions(self, source: str) -> dict[str, set[str]]:
@@ -161,6 +165,10 @@ def prepare_points(
         )
         for chunk, dense_row, sparse_row in zip(chunks, dense, sparse, strict=True)
     ]
+
+
+def collect_acls(rows: Iterable[dict[str, Any]]) -> dict[str, frozenset[str]]:
+    return {row["document_id"]: frozenset(row.get("acl") or ()) for row in rows}
 
 
 def collect_versions(rows: Iterable[dict[str, Any]]) -> dict[str, set[str]]:

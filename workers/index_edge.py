@@ -24,6 +24,7 @@ from workers.index import (
     Hit,
     IndexUnavailable,
     SourceStats,
+    collect_acls,
     collect_versions,
     hit_from_payload,
     prepare_points,
@@ -93,6 +94,11 @@ class EdgeIndex:
     def set_acl(self, document_id: str, acl: frozenset[str]) -> None:
         selector = qe.Filter(must=[_match("document_id", document_id)])
         self._update(qe.UpdateOperation.set_payload_by_filter(selector, {"acl": sorted(acl)}))
+
+    def document_acls(self, source: str) -> dict[str, frozenset[str]]:
+        return collect_acls(
+            self._scroll(qe.Filter(must=[_match("source", source)]), ["document_id", "acl"])
+        )
 
     def delete_source(self, source: str) -> None:
         self._update(

@@ -23,6 +23,7 @@ from workers.index import (
     Hit,
     IndexUnavailable,
     SourceStats,
+    collect_acls,
     collect_versions,
     hit_from_payload,
     prepare_points,
@@ -97,6 +98,9 @@ class ServerIndex:
                 self.collection, {"acl": sorted(acl)}, points=selector, wait=True
             )
         )
+
+    def document_acls(self, source: str) -> dict[str, frozenset[str]]:
+        return collect_acls(self._scroll(source, ["document_id", "acl"]))
 
     def delete_source(self, source: str) -> None:
         selector = models.Filter(must=[_match("source", source)])

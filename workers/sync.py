@@ -82,6 +82,7 @@ class Syncer:
             checkpoint = None if full else checkpoint_of(source, state)
             if full:
                 state.skipped = {}
+            acls: dict[str, frozenset[str]] | None = None
             if isinstance(connector, VersionAware):
                 connector.use_known_versions({} if full else known)
             for item in connector.poll(checkpoint):
@@ -93,9 +94,14 @@ class Syncer:
                     state.skipped.pop(item.id, None)
                     report.deleted += 1
                 elif isinstance(item, PermissionsChanged):
-                    if item.id in known:
+                    if acls is None:  # read once, and only by sources that send these
+                        acls = self.index.document_acls(source)
+                    if item.id in known and acls.get(item.id) != item.acl:
                         self.index.set_acl(item.id, item.acl)
+                        acls[item.id] = item.acl
                         report.permissions_updated += 1
+                    else:
+                        report.unchanged += 1
                     state.skipped.pop(item.id, None)
                 elif isinstance(item, Skipped):
                     state.skipped[item.id] = item.reason
