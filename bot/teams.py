@@ -52,6 +52,9 @@ HELP = (
     "Admins: `status` · `reindex [files|confluence|gdrive] [--full]`"
 )
 FEEDBACK_INVOKE = "message/submitAction"
+# Replies made while Teams waits for our HTTP response: Teams re-sends after 15 s.
+IN_TURN_ATTEMPTS = 2
+IN_TURN_MAX_WAIT_SECONDS = 2.0
 
 
 class TeamsFrontDoor:
@@ -223,6 +226,8 @@ class TeamsFrontDoor:
             member = await with_retries(
                 lambda: connector.get_conversation_member(question.roster_id, question.user_id),
                 "roster",
+                IN_TURN_ATTEMPTS,
+                IN_TURN_MAX_WAIT_SECONDS,
             )
         except ConnectorError:
             return False
@@ -259,6 +264,8 @@ class TeamsFrontDoor:
                         question.conversation_id, replace, activity
                     ),
                     "update",
+                    IN_TURN_ATTEMPTS,
+                    IN_TURN_MAX_WAIT_SECONDS,
                 )
                 return replace
             posted = await with_retries(
@@ -266,6 +273,8 @@ class TeamsFrontDoor:
                     question.conversation_id, question.activity_id, activity
                 ),
                 "reply",
+                IN_TURN_ATTEMPTS,
+                IN_TURN_MAX_WAIT_SECONDS,
             )
         except ConnectorError as exc:  # the answer still comes, as a new message
             log.warning("Teams reply failed in %s: %s", question.question_id, exc)

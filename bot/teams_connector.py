@@ -180,23 +180,29 @@ def make_adapter(settings: Settings, credentials: ClientCredentials | None = Non
     return adapter
 
 
-async def with_retries(operation: Callable[[], Awaitable[T]], what: str) -> T:
+async def with_retries(
+    operation: Callable[[], Awaitable[T]],
+    what: str,
+    attempts: int = ATTEMPTS,
+    max_wait: float = MAX_WAIT_SECONDS,
+) -> T:
     """Runs one connector call, retrying throttling and gateway errors with backoff and jitter.
 
-    Honours `Retry-After` (clamped); other failures raise `ConnectorError` at once.
+    Honours `Retry-After` up to `max_wait`; other failures raise `ConnectorError` at once. The
+    front door passes a small budget: Teams re-sends an activity not answered within 15 s.
     """
-    for attempt in range(1, ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         try:
             return await operation()
         except aiohttp.ClientResponseError as exc:
-            if exc.status not in RETRY_STATUSES or attempt == ATTEMPTS:
+            if exc.status not in RETRY_STATUSES or attempt == attempts:
                 raise ConnectorError(f"Teams {what} failed: HTTP {exc.status}", exc.status) from exc
-            wait = _retry_after(exc.headers) or _backoff(attempt)
+            wait = min(_retry_after(exc.headers) or _backoff(attempt), max_wait)
             log.info("Teams %s got HTTP %s; retrying in %.1f s", what, exc.status, wait)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            if attempt == ATTEMPTS:
+            if attempt == attempts:
                 raise ConnectorError(f"Teams {what} unreachable: {exc}") from exc
-            wait = _backoff(attempt)
+            wait = min(_backoff(attempt), max_wait)
         await asyncio.sleep(wait)
     raise AssertionError("unreachable")
 
