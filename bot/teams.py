@@ -142,6 +142,13 @@ class TeamsFrontDoor:
         tenant = str(
             conversation.tenant_id or (channel_data.get("tenant") or {}).get("id") or "unknown"
         )
+        home = (self.settings.microsoft_app_tenant_id or "").lower()
+        if home and tenant.lower() != home:
+            # A single-tenant bot answers its own organisation only; the org-wide reader of
+            # another tenant's channel would otherwise read this company's documents.
+            log.warning("ignored an activity from another tenant")
+            metrics.ERRORS.labels("teams", "foreign_tenant").inc()
+            return
         thread = thread_conversation_id(conversation.id, conversation_type, activity.id or "")
         question = TeamsQuestion(
             service_url=str(activity.service_url or ""),

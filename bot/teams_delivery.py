@@ -51,6 +51,7 @@ class TeamsDelivery:
     def __init__(self, settings: Settings, kv: KeyValue) -> None:
         self.adapter = make_adapter(settings)
         self.app_id = settings.microsoft_app_id or ""
+        self.home_tenant = (settings.microsoft_app_tenant_id or "").lower()
         self.kv = kv
 
     def call(
@@ -242,6 +243,9 @@ class TeamsThread:
                 return public_only()
             # A UPN that differs from the mail address still names the same person.
             return principals | {f"user:{upn}"} if "@" in upn and upn != email else principals
+        home = self.delivery.home_tenant
+        if home and self.question.tenant_id.lower() != home:
+            return public_only()  # another organisation's conversation
         if self.delivery.has_outsiders(self.question):
             return public_only()
         return org_wide(org_domains)

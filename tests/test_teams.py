@@ -370,3 +370,14 @@ def test_a_mention_in_an_answered_thread_carries_the_thread_so_far(
     assert [m["role"] for m in history] == ["user", "assistant"]
     assert "How do I connect to the VPN?" in history[0]["content"]
     assert len(fake_teams.bot_messages(root["conversation"]["id"])) == 2
+
+
+def test_activities_from_another_tenant_are_not_answered(
+    stack: TeamsStack, fake_teams: FakeTeams
+) -> None:
+    foreign = fake_teams.channel_post("What is the salary range?", SAM, GENERAL, GENERAL)
+    foreign["conversation"]["tenantId"] = "11111111-2222-4333-8444-555555555555"
+    foreign["channelData"]["tenant"] = {"id": "11111111-2222-4333-8444-555555555555"}
+    assert stack.post(foreign, fake_teams).status_code in (200, 202)
+    time.sleep(2)
+    assert fake_teams.bot_messages(foreign["conversation"]["id"]) == []
