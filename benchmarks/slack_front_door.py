@@ -16,9 +16,7 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -29,27 +27,11 @@ import httpx
 import numpy as np
 import redis
 
-from benchmarks.search_latency import build
+from benchmarks.front_door import QUESTIONS, build_index, start_front_door, start_worker
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import BOT_USER, TEAM, FakeSlack, sign
-from workers.embed import LocalE5Embedder
-from workers.runtime import Runtime
-from workers.settings import Settings
 
 SECRET = "bench-secret"
-ROOT = Path(__file__).resolve().parent.parent
-QUESTIONS = [
-    "How long is parental leave?",
-    "What is the hotel limit per night?",
-    "How do I roll back a production deploy?",
-    "연차 이월 한도는 며칠인가요?",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def event_body(channel: str, ts: str, text: str, event_id: str) -> str:
@@ -123,16 +105,7 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         data_dir = tmp / "data"
-        settings = Settings(
-            ragbot_data_dir=data_dir,
-            files_path=ROOT / "samples" / "handbook",
-            redis_url=None,
-            openai_api_key=None,
-        )
-        with Runtime(settings) as runtime:
-            runtime.syncer().sync(runtime.connector("files"))
-        build(data_dir / "index" / LocalE5Embedder.name, args.chunks)
-        port = free_port()
+        build_index(data_dir, args.chunks)
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
@@ -144,24 +117,10 @@ def main() -> None:
             "OPENAI_API_KEY": fake_llm.api_key,
             "OPENAI_BASE_URL": fake_llm.base_url,
         }
-        ragbot = str(Path(sys.executable).parent / "ragbot")
         log = (tmp / "processes.log").open("wb")
-        processes.append(
-            subprocess.Popen(
-                [ragbot, "serve", "--port", str(port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
+        server, port = start_front_door(env, log)
+        processes.append(server)
         url = f"http://127.0.0.1:{port}/slack/events"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
 
         # 1. Ack latency: no worker yet, the questions just queue up.
         load = asyncio.run(ack_load(url, args.rate, args.seconds, fake_slack))
@@ -171,14 +130,7 @@ def main() -> None:
         )
         redis.Redis.from_url(redis_url).flushdb()
 
-        processes.append(
-            subprocess.Popen(
-                [ragbot, "worker", "--pool", "solo", "--without-gossip", "--without-mingle"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
+        processes.append(start_worker(env, log))
         # Warm the worker (model and index load) with one question.
         asyncio.run(one_answer(url, fake_slack, "C0WARM", QUESTIONS[0], timeout=120))
 

@@ -18,7 +18,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,13 +27,9 @@ import httpx
 import numpy as np
 import redis
 
-from benchmarks.search_latency import build
-from benchmarks.slack_front_door import QUESTIONS, ROOT, free_port
+from benchmarks.front_door import QUESTIONS, build_index, start_front_door, start_worker
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.teams_api import TENANT, FakeTeams, Member
-from workers.embed import LocalE5Embedder
-from workers.runtime import Runtime
-from workers.settings import Settings
 
 APP_ID = "00000000-aaaa-4bbb-8ccc-0000000bench"
 CHANNEL = "19:bench0000@thread.tacv2"
@@ -99,16 +94,7 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         data_dir = tmp / "data"
-        settings = Settings(
-            ragbot_data_dir=data_dir,
-            files_path=ROOT / "samples" / "handbook",
-            redis_url=None,
-            openai_api_key=None,
-        )
-        with Runtime(settings) as runtime:
-            runtime.syncer().sync(runtime.connector("files"))
-        build(data_dir / "index" / LocalE5Embedder.name, args.chunks)
-        port = free_port()
+        build_index(data_dir, args.chunks)
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
@@ -122,24 +108,10 @@ def main() -> None:
             "OPENAI_API_KEY": fake_llm.api_key,
             "OPENAI_BASE_URL": fake_llm.base_url,
         }
-        ragbot = str(Path(sys.executable).parent / "ragbot")
         log = (tmp / "processes.log").open("wb")
-        processes.append(
-            subprocess.Popen(
-                [ragbot, "serve", "--port", str(port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
+        server, port = start_front_door(env, log)
+        processes.append(server)
         url = f"http://127.0.0.1:{port}/api/messages"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
 
         # 1. Response time under load: no worker yet, the questions just queue up. Ten requests
         # first warm the code paths a process runs once.
@@ -152,14 +124,7 @@ def main() -> None:
         )
         redis.Redis.from_url(redis_url).flushdb()
 
-        processes.append(
-            subprocess.Popen(
-                [ragbot, "worker", "--pool", "solo", "--without-gossip", "--without-mingle"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
+        processes.append(start_worker(env, log))
         asyncio.run(one_answer(url, fake, QUESTIONS[0], timeout=120))  # model and index load
 
         # 2. Activity received -> answer posted (placeholder replaced), one at a time.

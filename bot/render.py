@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,25 +35,30 @@ class SlackMessage:
 def slack_mrkdwn(markdown: str, sources: Sequence[SourceRef]) -> str:
     """Markdown -> Slack mrkdwn: links, bold, headings; tables shown as preformatted text."""
     urls = {s.n: s.url for s in sources}
+    # Slack's code blocks take no language name: fences become bare.
+    return _convert(markdown, lambda line: _inline(line, urls), lambda fence: "```")
+
+
+def _convert(markdown: str, prose: Callable[[str], str], fence: Callable[[str], str]) -> str:
+    """Shared by both chats: code fences kept (via `fence`), code lines untouched, Markdown
+    tables (which neither chat renders) shown preformatted, every other line through `prose`."""
     out: list[str] = []
     table: list[str] = []
     in_fence = False
     for line in markdown.split("\n"):
-        if line.lstrip().startswith("```"):
-            in_fence = not in_fence
-            out.append("```")
-            continue
-        if in_fence:
-            out.append(line)
-            continue
-        if line.lstrip().startswith("|"):
+        is_fence = line.lstrip().startswith("```")
+        if not is_fence and not in_fence and line.lstrip().startswith("|"):
             if not re.fullmatch(r"\s*\|?[\s:|-]+\|?\s*", line):
                 table.append(line.strip())
             continue
         if table:
             out.append("```\n" + "\n".join(table) + "\n```")
             table = []
-        out.append(_inline(line, urls))
+        if is_fence:
+            in_fence = not in_fence
+            out.append(fence(line))
+        else:
+            out.append(line if in_fence else prose(line))
     if table:
         out.append("```\n" + "\n".join(table) + "\n```")
     return "\n".join(out).strip()
@@ -197,23 +202,7 @@ class TeamsMessage:
 
 def teams_markdown(markdown: str) -> str:
     """Markdown -> what Teams renders: headings become bold, tables preformatted text."""
-    out: list[str] = []
-    table: list[str] = []
-    in_fence = False
-    for line in markdown.split("\n"):
-        if line.lstrip().startswith("```"):
-            in_fence = not in_fence
-        elif not in_fence and line.lstrip().startswith("|"):
-            if not re.fullmatch(r"\s*\|?[\s:|-]+\|?\s*", line):
-                table.append(line.strip())
-            continue
-        if table:
-            out.append("```\n" + "\n".join(table) + "\n```")
-            table = []
-        out.append(line if in_fence else re.sub(r"^#{1,6}\s+(.*)$", r"**\1**", line))
-    if table:
-        out.append("```\n" + "\n".join(table) + "\n```")
-    return "\n".join(out).strip()
+    return _convert(markdown, lambda line: re.sub(r"^#{1,6}\s+(.*)$", r"**\1**", line), str)
 
 
 def teams_answer(answer: Answer, now: datetime | None = None) -> list[TeamsMessage]:

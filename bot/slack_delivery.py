@@ -8,7 +8,6 @@ Redis, so a task that runs twice edits the same messages.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -23,19 +22,18 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot.chat import DeliveryError, Reader
+from bot.chat import DeliveryError, PostedMessages, Reader
 from bot.render import SlackMessage, slack_answer, slack_notice
 from bot.slack_questions import SlackQuestion
 from workers.answer import Answer
 from workers.kv import KeyValue, MemoryKeyValue
 from workers.prompt import Turn
-from workers.readers import ReaderError, org_wide, public_only
+from workers.readers import one_reader, org_wide, public_only
 
 log = logging.getLogger(__name__)
 
 HISTORY_MESSAGES = 10
 USER_CACHE_SECONDS = 3600
-POSTED_MEMORY_SECONDS = 7 * 86400
 
 
 class SlackDeliveryError(DeliveryError):
@@ -135,12 +133,9 @@ class SlackDelivery:
         if question.response_url:
             self._respond(question.response_url, messages)
             return
-        key = f"posted:{question.question_id}"
-        posted: list[str | None] = json.loads(self._kv.get(key) or "[]") if remember else []
+        posted = PostedMessages(self._kv if remember else None, question.question_id)
         for index, message in enumerate(messages):
-            known = posted[index] if index < len(posted) else None
-            # What an earlier run posted first: the placeholder may have been replaced by it.
-            target = known or (question.placeholder_ts if index == 0 else None)
+            target = posted.target(index, question.placeholder_ts)
             if target:
                 try:
                     self._call(
@@ -155,11 +150,7 @@ class SlackDelivery:
                     if exc.error not in PLACEHOLDER_GONE:
                         raise
                     log.info("message %s gone; posting anew", target)
-            ts = self._post(question, message)
-            if remember:
-                posted += [None] * (index + 1 - len(posted))
-                posted[index] = ts
-                self._kv.put(key, json.dumps(posted), POSTED_MEMORY_SECONDS)
+            posted.record(index, self._post(question, message))
 
     def _post(self, question: SlackQuestion, message: SlackMessage) -> str:
         posted = self._call(
@@ -205,11 +196,7 @@ class SlackThread:
         """A DM is searched as its one reader; a channel as everyone who can read the reply."""
         question = self.question
         if question.is_direct or question.response_url:
-            email = self.delivery.email_of(question.user_id)
-            try:
-                return reader(email) if email else public_only()
-            except ReaderError:
-                return public_only()
+            return one_reader(self.delivery.email_of(question.user_id), reader)
         if self.delivery.is_shared_externally(question.channel_id):
             return public_only()
         return org_wide(org_domains)

@@ -22,21 +22,20 @@ from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
-from bot.chat import Reader
+from bot.chat import PostedMessages, Reader
 from bot.render import TeamsMessage, teams_answer, teams_notice
 from bot.teams_connector import ConnectorError, make_adapter, with_retries
 from bot.teams_questions import TeamsQuestion
 from workers.answer import Answer
 from workers.kv import KeyValue
 from workers.prompt import Turn
-from workers.readers import ReaderError, org_wide, public_only
+from workers.readers import one_reader, org_wide, public_only
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ROSTER_CACHE_SECONDS = 3600
 ANSWER_MESSAGE_SECONDS = 30 * 86400
-POSTED_MEMORY_SECONDS = 7 * 86400
 HISTORY_TURNS = 10
 # A channel thread is one topic for days; a personal chat is a stream of unrelated questions.
 THREAD_HISTORY_SECONDS = 7 * 86400
@@ -149,17 +148,14 @@ class TeamsDelivery:
         With `remember`, each message posted is recorded under the question, so a task that
         runs again edits those messages instead of posting them twice.
         """
-        key = f"posted:{question.question_id}"
-        posted: list[str | None] = json.loads(self.kv.get(key) or "[]") if remember else []
+        posted = PostedMessages(self.kv if remember else None, question.question_id)
 
         async def send(connector: TeamsConnectorClient) -> list[str]:
             conversations = connector.conversations
             ids: list[str] = []
             for index, message in enumerate(messages):
                 activity = self._activity(question, message)
-                known = posted[index] if index < len(posted) else None
-                # What an earlier run posted first: the placeholder may have been replaced by it.
-                target = known or (question.placeholder_id if index == 0 else None)
+                target = posted.target(index, question.placeholder_id)
                 if target:
                     activity.id = target
                     try:
@@ -189,10 +185,7 @@ class TeamsDelivery:
                     "reply",
                 )
                 ids.append(str(sent.id or ""))
-                if remember:
-                    posted.extend([None] * (index + 1 - len(posted)))
-                    posted[index] = ids[-1]
-                    self.kv.put(key, json.dumps(posted), POSTED_MEMORY_SECONDS)
+                posted.record(index, ids[-1])
             return ids
 
         return self.call(question, send)
@@ -237,10 +230,9 @@ class TeamsThread:
             member = self.delivery.member(self.question)
             email = (member.get("email") or member.get("upn") or "").lower()
             upn = (member.get("upn") or "").lower()
-            try:
-                principals = reader(email) if email else public_only()
-            except ReaderError:
-                return public_only()
+            principals = one_reader(email, reader)
+            if principals == public_only():
+                return principals
             # A UPN that differs from the mail address still names the same person.
             return principals | {f"user:{upn}"} if "@" in upn and upn != email else principals
         home = self.delivery.home_tenant

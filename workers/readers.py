@@ -7,7 +7,7 @@ will see) holds only what everyone in the company holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 PUBLIC = "public"
 
@@ -33,3 +33,12 @@ def for_email(email: str, groups: Iterable[str] = ()) -> frozenset[str]:
     if not local or not domain or "." not in domain:
         raise ReaderError(f"not an email address: {email!r}")
     return frozenset({PUBLIC, f"domain:{domain}", f"user:{email}", *groups})
+
+
+def one_reader(email: str | None, reader: Callable[[str], frozenset[str]]) -> frozenset[str]:
+    """A person asking privately: their principals, or `public` alone when the chat could not
+    say who they are (fail closed)."""
+    try:
+        return reader(email) if email else public_only()
+    except ReaderError:
+        return public_only()

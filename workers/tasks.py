@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import AbstractContextManager
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import redis
@@ -27,6 +27,9 @@ from workers.readers import org_wide
 from workers.runtime import NotConfigured, Runtime
 from workers.settings import Settings
 from workers.sync import SyncFailed
+
+if TYPE_CHECKING:
+    from bot.teams_delivery import TeamsDelivery
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ class WorkerContext:
         return SlackDelivery(client, self.kv)
 
     @cached_property
-    def teams(self) -> Any:
+    def teams(self) -> TeamsDelivery:
         from bot.teams_delivery import TeamsDelivery  # the Teams SDK loads only where used
 
         return TeamsDelivery(self.settings, self.kv)

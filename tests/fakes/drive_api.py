@@ -378,6 +378,14 @@ class FakeDrive:
             found.append(file)
         return found
 
+    def _readable(self, h: BaseHTTPRequestHandler, file_id: str, user: str) -> DriveFile | None:
+        """The file if `user` may see it; otherwise Drive's 404 has been sent."""
+        file = self.files.get(file_id)
+        if file is None or not self._can_see(user, file):
+            error(h, 404, f"File not found: {file_id}.", "notFound")
+            return None
+        return file
+
     def _list(self, h: BaseHTTPRequestHandler, query: dict[str, str], user: str) -> None:
         if (
             query.get("corpora") in ("drive", "allDrives")
@@ -400,9 +408,8 @@ class FakeDrive:
     def _file(
         self, h: BaseHTTPRequestHandler, file_id: str, query: dict[str, str], user: str
     ) -> None:
-        file = self.files.get(file_id)
-        if file is None or not self._can_see(user, file):
-            error(h, 404, f"File not found: {file_id}.", "notFound")
+        file = self._readable(h, file_id, user)
+        if file is None:
             return
         if query.get("alt") != "media":
             send_json(h, 200, self._resource(file, user))
@@ -420,9 +427,8 @@ class FakeDrive:
     def _export(
         self, h: BaseHTTPRequestHandler, file_id: str, query: dict[str, str], user: str
     ) -> None:
-        file = self.files.get(file_id)
-        if file is None or not self._can_see(user, file):
-            error(h, 404, f"File not found: {file_id}.", "notFound")
+        file = self._readable(h, file_id, user)
+        if file is None:
             return
         wanted = query.get("mimeType", "")
         allowed = {
@@ -444,9 +450,8 @@ class FakeDrive:
     def _permissions(
         self, h: BaseHTTPRequestHandler, file_id: str, query: dict[str, str], user: str
     ) -> None:
-        file = self.files.get(file_id)
-        if file is None or not self._can_see(user, file):
-            error(h, 404, f"File not found: {file_id}.", "notFound")
+        file = self._readable(h, file_id, user)
+        if file is None:
             return
         if file.drive_id and query.get("supportsAllDrives") != "true":
             error(h, 404, f"File not found: {file_id}.", "notFound")
