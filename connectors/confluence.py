@@ -28,6 +28,7 @@ from connectors.base import Checkpoint, ConnectorError, Document, PollItem, Skip
 from connectors.confluence_client import ConfluenceClient
 from connectors.parsing import (
     SUPPORTED_SUFFIXES,
+    ParseLimits,
     UnreadableDocument,
     storage_to_markdown,
     to_markdown,
@@ -231,7 +232,9 @@ class ConfluenceConnector:
                     f"/rest/api/content/{page_id}/child/attachment/{attachment['id']}/download",
                     self.config.max_attachment_bytes,
                 )
-                text = to_markdown(data, suffix)
+                text = to_markdown(
+                    data, suffix, ParseLimits(max_bytes=self.config.max_attachment_bytes)
+                )
             except (ConnectorError, UnreadableDocument) as exc:
                 yield Skipped(doc_id, f"attachment {filename}: {exc}")
                 continue

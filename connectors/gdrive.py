@@ -38,7 +38,7 @@ from connectors.base import (
     Skipped,
 )
 from connectors.gdrive_client import DriveApiError, GoogleClient
-from connectors.parsing import UnreadableDocument, first_heading, to_markdown
+from connectors.parsing import ParseLimits, UnreadableDocument, first_heading, to_markdown
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ DOWNLOADED = {
     "text/html": ".html",
 }
 EXPORT_LIMIT = "exportSizeLimitExceeded"
+EXPORT_BYTES = 10 * 1024 * 1024  # Google exports nothing larger
 NOT_DOWNLOADABLE = ("cannotDownloadFile", "cannotExportFile", "fileNotDownloadable")
 FILE_FIELDS = (
     "id,name,mimeType,modifiedTime,version,size,md5Checksum,webViewLink,trashed,driveId,"
@@ -346,26 +347,27 @@ class GoogleDriveConnector:
 
     def _text(self, corpus: Corpus, file_id: str, mime: str) -> str:
         files = self._drive(corpus).files()
+        limits = ParseLimits(max_bytes=max(self.config.max_file_bytes, EXPORT_BYTES))
         try:
             if mime == GOOGLE_DOC:
                 try:
                     data = self.client.execute(
                         files.export(fileId=file_id, mimeType="text/markdown")
                     )
-                    return to_markdown(_bytes(data), ".md")
+                    return to_markdown(_bytes(data), ".md", limits)
                 except DriveApiError as exc:
                     if exc.status != 400:  # older Docs may not export Markdown
                         raise
                 data = self.client.execute(files.export(fileId=file_id, mimeType="text/plain"))
-                return to_markdown(_bytes(data), ".txt")
+                return to_markdown(_bytes(data), ".txt", limits)
             if mime == GOOGLE_SHEET:
                 data = self.client.execute(files.export(fileId=file_id, mimeType=XLSX))
-                return to_markdown(_bytes(data), ".xlsx")
+                return to_markdown(_bytes(data), ".xlsx", limits)
             if mime == GOOGLE_SLIDES:
                 data = self.client.execute(files.export(fileId=file_id, mimeType="text/plain"))
-                return to_markdown(_bytes(data), ".txt")
+                return to_markdown(_bytes(data), ".txt", limits)
             data = self.client.execute(files.get_media(fileId=file_id, supportsAllDrives=True))
-            return to_markdown(_bytes(data), DOWNLOADED[mime])
+            return to_markdown(_bytes(data), DOWNLOADED[mime], limits)
         except DriveApiError as exc:
             if exc.reason == EXPORT_LIMIT:
                 raise UnreadableDocument("too large to export (Google's limit is 10 MB)") from exc

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
+from dataclasses import dataclass
 from typing import Any
 
 from bs4 import BeautifulSoup
@@ -23,12 +25,51 @@ SUPPORTED_SUFFIXES = (
     | HTML_SUFFIXES
     | frozenset({".pdf", ".docx", ".pptx", ".xlsx"})
 )
+# Office formats are zip archives of XML: their size on disk says little about what they cost.
+ARCHIVE_SUFFIXES = frozenset({".docx", ".pptx", ".xlsx"})
 MAX_SHEET_ROWS = 2000
+MB = 1024 * 1024
 
 
-def to_markdown(data: bytes, suffix: str) -> str:
-    """Convert file content to Markdown according to its (lower-case, dotted) suffix."""
-    suffix = suffix.lower()
+@dataclass(frozen=True)
+class ParseLimits:
+    """What one untrusted document may cost before it is skipped (and reported) instead.
+
+    Bytes and archive sizes are checked before anything is inflated; seconds and memory bound
+    the parser process (see `connectors.isolation`).
+    """
+
+    max_bytes: int = 20 * MB  # read from the source per document
+    max_inflated_bytes: int = 100 * MB  # an archive's declared content, all entries together
+    max_entries: int = 10_000  # entries in one archive
+    seconds: float = 60.0  # wall-clock budget to turn one document into text
+    memory_bytes: int = 1024 * MB  # address space of the process that parses it
+
+
+def to_markdown(data: bytes, suffix: str, limits: ParseLimits | None = None) -> str:
+    """Convert file content to Markdown according to its (lower-case, dotted) suffix.
+
+    Whatever goes wrong inside a format library (malformed XML, a truncated stream, a bug it
+    trips over) becomes `UnreadableDocument`: one bad file is skipped, never the whole sync.
+    """
+    limits = limits or ParseLimits()
+    try:
+        return _to_markdown(data, suffix.lower(), limits)
+    except UnreadableDocument:
+        raise
+    except MemoryError as exc:
+        raise UnreadableDocument("ran out of memory while parsing") from exc
+    except RecursionError as exc:
+        raise UnreadableDocument("nested too deeply to parse") from exc
+    except Exception as exc:
+        raise UnreadableDocument(f"could not be parsed ({exc.__class__.__name__})") from exc
+
+
+def _to_markdown(data: bytes, suffix: str, limits: ParseLimits) -> str:
+    if len(data) > limits.max_bytes:
+        raise UnreadableDocument(f"larger than {limits.max_bytes // MB} MB")
+    if suffix in ARCHIVE_SUFFIXES:
+        check_archive(data, limits)
     if suffix in MARKDOWN_SUFFIXES or suffix in TEXT_SUFFIXES:
         text = _decode(data)
     elif suffix in HTML_SUFFIXES:
@@ -49,7 +90,32 @@ def to_markdown(data: bytes, suffix: str) -> str:
     return text
 
 
+def check_archive(data: bytes, limits: ParseLimits) -> None:
+    """Refuse a zip whose directory declares too many entries or too much content.
+
+    Python's zip reader never inflates an entry past its declared size, so the directory bounds
+    what parsing can inflate: a zip bomb is refused before a byte of it is decompressed.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise UnreadableDocument(f"not a valid Office file: {exc}") from exc
+    if len(entries) > limits.max_entries:
+        raise UnreadableDocument(
+            f"archive has {len(entries)} entries, above the limit of {limits.max_entries}"
+        )
+    inflated = sum(entry.file_size for entry in entries)
+    if inflated > limits.max_inflated_bytes:
+        raise UnreadableDocument(
+            f"archive inflates to {inflated // MB} MB, above the limit of "
+            f"{limits.max_inflated_bytes // MB} MB"
+        )
+
+
 def _decode(data: bytes) -> str:
+    if b"\x00" in data[:8192]:
+        raise UnreadableDocument("binary content, not text")
     for encoding in ("utf-8-sig", "cp949"):
         try:
             return data.decode(encoding)

@@ -127,7 +127,13 @@ class Runtime:
         return Chunker(self.counter)
 
     def syncer(self) -> Syncer:
-        return Syncer(self.index, self.embedder, self.chunker, self.state)
+        return Syncer(
+            self.index,
+            self.embedder,
+            self.chunker,
+            self.state,
+            max_chunks_per_document=self.settings.ragbot_max_chunks_per_document,
+        )
 
     def answer_service(self) -> AnswerService:
         writer = None
@@ -171,7 +177,7 @@ class Runtime:
         if name == "gdrive":
             return self._gdrive()
         assert self.settings.files_path is not None
-        return FilesConnector(self.settings.files_path)
+        return FilesConnector(self.settings.files_path, self.settings.parse_limits)
 
     def _confluence(self) -> Connector:
         settings = self.settings

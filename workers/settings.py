@@ -11,6 +11,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from connectors.parsing import MB, ParseLimits
+
 
 def _split_csv(value: object) -> list[str]:
     if value is None or value == "":
@@ -47,6 +49,14 @@ class Settings(BaseSettings):
     ragbot_admins: CsvList = Field(default_factory=list)
 
     files_path: Path | None = None
+
+    # What one untrusted document may cost before it is skipped and reported.
+    ragbot_max_file_mb: int = Field(default=20, ge=1)
+    ragbot_max_inflated_mb: int = Field(default=100, ge=1)
+    ragbot_max_archive_entries: int = Field(default=10_000, ge=10)
+    ragbot_parse_seconds: float = Field(default=60.0, gt=0)
+    ragbot_parse_memory_mb: int = Field(default=1024, ge=256)
+    ragbot_max_chunks_per_document: int = Field(default=500, ge=1)
 
     confluence_url: str | None = None
     confluence_username: str | None = None
@@ -112,6 +122,16 @@ class Settings(BaseSettings):
     def teams_auth_enabled(self) -> bool:
         """With no app id, Teams requests are not authenticated (local emulator use only)."""
         return bool(self.microsoft_app_id)
+
+    @property
+    def parse_limits(self) -> ParseLimits:
+        return ParseLimits(
+            max_bytes=self.ragbot_max_file_mb * MB,
+            max_inflated_bytes=self.ragbot_max_inflated_mb * MB,
+            max_entries=self.ragbot_max_archive_entries,
+            seconds=self.ragbot_parse_seconds,
+            memory_bytes=self.ragbot_parse_memory_mb * MB,
+        )
 
     @property
     def embed_model(self) -> str:

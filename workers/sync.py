@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from connectors.base import (
@@ -30,6 +30,13 @@ from workers.sparse import document_vector
 from workers.state import SourceState, StateStore, StateUnavailable, checkpoint_of
 
 log = logging.getLogger(__name__)
+
+# A 50 MB log would otherwise hold the index worker for hours: past this many chunks the rest
+# of a document is left out, and `ragbot status` says so.
+DEFAULT_MAX_CHUNKS = 500
+# Text kept for chunking when a document is cut: generous for the largest chunk (about 500
+# tokens, 4 to 6 characters each in English, fewer in Korean).
+CHARACTERS_PER_CHUNK = 4000
 
 
 class SyncFailed(Exception):
@@ -63,12 +70,18 @@ class Syncer:
     """Moves documents from connectors into the index."""
 
     def __init__(
-        self, index: Index, embedder: Embedder, chunker: Chunker, state: StateStore
+        self,
+        index: Index,
+        embedder: Embedder,
+        chunker: Chunker,
+        state: StateStore,
+        max_chunks_per_document: int = DEFAULT_MAX_CHUNKS,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.chunker = chunker
         self.state = state
+        self.max_chunks = max_chunks_per_document
 
     def sync(self, connector: Connector, full: bool = False, prune: bool = True) -> SyncReport:
         """Index the changes; with `prune`, also remove what the source no longer lists."""
@@ -87,12 +100,15 @@ class Syncer:
                 connector.use_known_versions({} if full else known)
             for item in connector.poll(checkpoint):
                 if isinstance(item, Document):
-                    self._write(item, known, full, report)
                     state.skipped.pop(item.id, None)
+                    problem = self._write(item, known, full, report)
+                    if problem:
+                        state.skipped[item.id] = problem
                 elif isinstance(item, Deleted):
-                    self.index.delete_document(item.id)
+                    if known.pop(item.id, None) is not None:
+                        self.index.delete_document(item.id)
+                        report.deleted += 1
                     state.skipped.pop(item.id, None)
-                    report.deleted += 1
                 elif isinstance(item, PermissionsChanged):
                     if acls is None:  # read once, and only by sources that send these
                         acls = self.index.document_acls(source)
@@ -135,11 +151,28 @@ class Syncer:
 
     def _write(
         self, document: Document, known: dict[str, set[str]], full: bool, report: SyncReport
-    ) -> None:
+    ) -> str | None:
+        """Index one document; returns what `ragbot status` should say about it, if anything."""
         if not full and known.get(document.id) == {document.version}:
             report.unchanged += 1
-            return
-        chunks = self.chunker.chunk(document)
+            return None
+        limit = self.max_chunks * CHARACTERS_PER_CHUNK
+        cut = len(document.text) > limit
+        if cut:
+            document = replace(document, text=document.text[:limit])
+        try:
+            chunks = self.chunker.chunk(document)
+        except Exception as exc:  # one document's text must never stop the sync
+            log.warning("could not chunk %s: %s", document.id, exc.__class__.__name__)
+            report.skipped += 1
+            return f"could not be split into passages ({exc.__class__.__name__})"
+        problem = None
+        if cut or len(chunks) > self.max_chunks:
+            problem = (
+                f"partly indexed: only its first {self.max_chunks} passages "
+                "(RAGBOT_MAX_CHUNKS_PER_DOCUMENT)"
+            )
+            chunks = chunks[: self.max_chunks]
         texts = [chunk.embed_text for chunk in chunks]
         embed_started = time.perf_counter()
         dense = self.embedder.embed_passages(texts)
@@ -149,6 +182,7 @@ class Syncer:
         known[document.id] = {document.version}
         report.indexed += 1
         report.chunks_embedded += len(chunks)
+        return problem
 
     def _prune(self, connector: Connector, state: SourceState) -> int:
         """Remove what the source no longer has; forget skip reports for vanished items."""
