@@ -47,6 +47,12 @@ ENQUEUE_LATENCY = Histogram(
 FEEDBACK = Counter(
     "ragbot_feedback", "Feedback button clicks", ["platform", "vote"], registry=REGISTRY
 )
+IGNORED = Counter(
+    "ragbot_ignored_requests",
+    "Requests refused or ignored on purpose (other tenants, forged or malformed requests)",
+    ["platform", "reason"],
+    registry=REGISTRY,
+)
 ERRORS = Counter(
     "ragbot_front_door_errors",
     "Failures handling a chat event",

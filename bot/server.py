@@ -70,17 +70,25 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
             "Slack is off: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN)"
         )
 
-    # Teams is always on: with no MICROSOFT_APP_ID it runs unauthenticated for the emulator
-    # (and says so loudly at start).
-    from bot.teams import TeamsFrontDoor  # the Teams SDK is slow to import; load it once here
+    teams = None
+    if settings.microsoft_app_id or settings.ragbot_teams_dev:
+        # Slow to import: loaded only when Teams is on. Refuses to start when misconfigured.
+        from bot.teams import TeamsFrontDoor
 
-    teams = TeamsFrontDoor(settings, kv, dispatcher)
+        teams = TeamsFrontDoor(settings, kv, dispatcher)
+    else:
+        log.warning("Teams is off: set MICROSOFT_APP_ID and MICROSOFT_APP_TENANT_ID")
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
         if slack is None:
             return web.json_response({"error": "Slack is not configured"}, status=404)
         response = await slack.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
+
+    async def teams_messages(request: web.Request) -> web.StreamResponse:
+        if teams is None:
+            return web.json_response({"error": "Teams is not configured"}, status=404)
+        return await teams.handle(request)
 
     async def healthz(request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
@@ -119,8 +127,9 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
         app.on_cleanup.append(close_socket)
 
     app.router.add_post("/slack/events", slack_events)
-    app.router.add_post("/api/messages", teams.handle)
-    app.on_startup.append(teams.warm)
+    app.router.add_post("/api/messages", teams_messages)
+    if teams is not None:
+        app.on_startup.append(teams.warm)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)

@@ -37,7 +37,7 @@ from bot.teams_questions import (
     thread_conversation_id,
 )
 from workers.kv import KeyValue
-from workers.runtime import SOURCES, configured_sources
+from workers.runtime import SOURCES, NotConfigured, configured_sources
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,16 +65,23 @@ class TeamsFrontDoor:
         self.ttl = settings.ragbot_idempotency_ttl_seconds
         self.credentials = make_credentials(settings)
         self.adapter = make_adapter(settings, self.credentials)
+        self.tenants = settings.teams_tenants
         self.auth: BotFrameworkAuth | None = None
         if settings.microsoft_app_id:
+            if not self.tenants:
+                raise NotConfigured(
+                    "MICROSOFT_APP_ID is set but MICROSOFT_APP_TENANT_ID is not: without it any "
+                    "Microsoft 365 organisation could ask about your documents. Set it to your "
+                    "tenant id (or list the tenants to answer in RAGBOT_TEAMS_TENANTS)."
+                )
             self.auth = BotFrameworkAuth(
                 settings.microsoft_app_id, settings.microsoft_openid_metadata_url
             )
         else:
             log.warning(
-                "Teams authentication is OFF because MICROSOFT_APP_ID is not set: /api/messages "
-                "takes unauthenticated requests from this machine only (the Bot Framework "
-                "Emulator) and replies only to a local serviceUrl."
+                "Teams DEVELOPMENT MODE (RAGBOT_TEAMS_DEV=1, no MICROSOFT_APP_ID): /api/messages "
+                "takes UNAUTHENTICATED requests from this machine only (the Bot Framework "
+                "Emulator) and replies only to a local serviceUrl. Never run this in production."
             )
 
     async def warm(self, _: web.Application) -> None:
@@ -126,6 +133,13 @@ class TeamsFrontDoor:
 
     async def on_turn(self, context: TurnContext) -> None:
         activity = context.activity
+        tenant = _tenant_of(activity)
+        if self.auth is not None and tenant.lower() not in self.tenants:
+            # Only this company's tenants are answered: another organisation's people would
+            # otherwise be searched as this company's readers.
+            log.warning("ignored a %s activity from another tenant", activity.type)
+            metrics.IGNORED.labels("teams", "foreign_tenant").inc()
+            return
         if activity.type == "invoke" and activity.name == FEEDBACK_INVOKE:
             await self._on_feedback(context)
             return
@@ -138,17 +152,7 @@ class TeamsFrontDoor:
         activity = context.activity
         conversation = activity.conversation
         conversation_type = str(conversation.conversation_type or "personal")
-        channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
-        tenant = str(
-            conversation.tenant_id or (channel_data.get("tenant") or {}).get("id") or "unknown"
-        )
-        home = (self.settings.microsoft_app_tenant_id or "").lower()
-        if home and tenant.lower() != home:
-            # A single-tenant bot answers its own organisation only; the org-wide reader of
-            # another tenant's channel would otherwise read this company's documents.
-            log.warning("ignored an activity from another tenant")
-            metrics.ERRORS.labels("teams", "foreign_tenant").inc()
-            return
+        tenant = _tenant_of(activity)
         thread = thread_conversation_id(conversation.id, conversation_type, activity.id or "")
         question = TeamsQuestion(
             service_url=str(activity.service_url or ""),
@@ -313,6 +317,17 @@ class TeamsFrontDoor:
         await context.send_activity(
             Activity(type="invokeResponse", value=InvokeResponse(status=200, body={}))
         )
+
+
+def _tenant_of(activity: Activity) -> str:
+    """The tenant an activity comes from (the conversation's, else Teams' channel data)."""
+    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    conversation = activity.conversation
+    return str(
+        (conversation.tenant_id if conversation else None)
+        or (channel_data.get("tenant") or {}).get("id")
+        or "unknown"
+    )
 
 
 def _local(host: str | None) -> bool:

@@ -50,7 +50,7 @@ class TeamsDelivery:
     def __init__(self, settings: Settings, kv: KeyValue) -> None:
         self.adapter = make_adapter(settings)
         self.app_id = settings.microsoft_app_id or ""
-        self.home_tenant = (settings.microsoft_app_tenant_id or "").lower()
+        self.tenants = settings.teams_tenants  # empty only in development mode
         self.kv = kv
 
     def call(
@@ -226,6 +226,9 @@ class TeamsThread:
     def reader_principals(self, org_domains: list[str], reader: Reader) -> frozenset[str]:
         """A personal chat is searched as its one reader; any other conversation as everyone
         who can read it: the org-wide reader, or `public` alone when outsiders are present."""
+        tenants = self.delivery.tenants
+        if tenants and self.question.tenant_id.lower() not in tenants:
+            return public_only()  # another organisation's people: never read as ours
         if self.question.is_personal:
             member = self.delivery.member(self.question)
             email = (member.get("email") or member.get("upn") or "").lower()
@@ -235,9 +238,6 @@ class TeamsThread:
                 return principals
             # A UPN that differs from the mail address still names the same person.
             return principals | {f"user:{upn}"} if "@" in upn and upn != email else principals
-        home = self.delivery.home_tenant
-        if home and self.question.tenant_id.lower() != home:
-            return public_only()  # another organisation's conversation
         if self.delivery.has_outsiders(self.question):
             return public_only()
         return org_wide(org_domains)

@@ -120,7 +120,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(
             ("RAGBOT_", "OPENAI_", "QDRANT_", "SLACK_", "CONFLUENCE_", "GOOGLE_")
-        ) or name in ("REDIS_URL", "FILES_PATH", "MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD"):
+        ) or name in (
+            "REDIS_URL",
+            "FILES_PATH",
+            "MICROSOFT_APP_ID",
+            "MICROSOFT_APP_PASSWORD",
+            "MICROSOFT_APP_TENANT_ID",
+        ):
             monkeypatch.delenv(name)
 
 

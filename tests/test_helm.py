@@ -155,6 +155,8 @@ def test_bad_values_are_refused_with_the_setting_named() -> None:
         render({"frontDoor": {"replicas": 0}})
     with pytest.raises(helm.HelmValuesError, match="/qdrant/image/tag"):
         render({"qdrant": {"image": {"tag": "latest"}}})
+    with pytest.raises(helm.HelmRenderError, match=r"needs env\.MICROSOFT_APP_TENANT_ID"):
+        render({"env": {"MICROSOFT_APP_ID": "0b5c6a8e-1f2d-4c3b-9a7e-6d5f4e3c2b1a"}})
 
 
 def test_notes_give_the_slack_and_teams_endpoints() -> None:

@@ -302,6 +302,7 @@ def emulator_stack(
         if k not in ("REDIS_URL", "MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD")
     }
     env["RAGBOT_DATA_DIR"] = str(data_dir)
+    env["RAGBOT_TEAMS_DEV"] = "1"
     log = tmp_path / "serve.log"
     port = free_port()
     with log.open("wb") as out:
@@ -320,11 +321,11 @@ def emulator_stack(
         alone.stop()
 
 
-def test_without_an_app_id_auth_is_off_and_says_so(
+def test_development_mode_takes_local_unauthenticated_requests_and_says_so(
     emulator_stack: tuple[TeamsStack, Path], fake_teams: FakeTeams
 ) -> None:
     alone, log = emulator_stack
-    assert "Teams authentication is OFF" in log.read_text()
+    assert "Teams DEVELOPMENT MODE" in log.read_text()
     activity = fake_teams.personal_message("How do I roll back a production deploy?", SAM)
     assert alone.post(activity, fake_teams, token=None).status_code in (200, 202)
     assert "Deploying Services" in answer_to(fake_teams, activity)["text"]
@@ -372,12 +373,92 @@ def test_a_mention_in_an_answered_thread_carries_the_thread_so_far(
     assert len(fake_teams.bot_messages(root["conversation"]["id"])) == 2
 
 
+OTHER_TENANT = "11111111-2222-4333-8444-555555555555"
+
+
 def test_activities_from_another_tenant_are_not_answered(
     stack: TeamsStack, fake_teams: FakeTeams
 ) -> None:
     foreign = fake_teams.channel_post("What is the salary range?", SAM, GENERAL, GENERAL)
-    foreign["conversation"]["tenantId"] = "11111111-2222-4333-8444-555555555555"
-    foreign["channelData"]["tenant"] = {"id": "11111111-2222-4333-8444-555555555555"}
-    assert stack.post(foreign, fake_teams).status_code in (200, 202)
+    # A personal chat whose roster entry claims one of our people's emails.
+    claimed = fake_teams.personal_message("What is the salary range for a Staff Engineer?", DANA)
+    for activity in (foreign, claimed):
+        activity["conversation"]["tenantId"] = OTHER_TENANT
+        activity["channelData"]["tenant"] = {"id": OTHER_TENANT}
+        assert stack.post(activity, fake_teams).status_code in (200, 202)
     time.sleep(2)
-    assert fake_teams.bot_messages(foreign["conversation"]["id"]) == []
+    for activity in (foreign, claimed):
+        replies = fake_teams.bot_messages(activity["conversation"]["id"])
+        assert [m for m in replies if m.get("replyToId") == activity["id"]] == []
+    assert (
+        'ragbot_ignored_requests_total{platform="teams",reason="foreign_tenant"} 2.0'
+        in httpx.get(stack.url + "/metrics").text
+    )
+
+
+def serve_briefly(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    log = (tmp_path / f"serve-{port}.log").open("wb")
+    server = subprocess.Popen(
+        [RAGBOT, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    return server, port
+
+
+def test_an_app_id_without_a_tenant_refuses_to_start(stack: TeamsStack, tmp_path: Path) -> None:
+    env = {k: v for k, v in stack.env.items() if k != "MICROSOFT_APP_TENANT_ID"}
+    refused = subprocess.run(
+        [RAGBOT, "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert "MICROSOFT_APP_TENANT_ID" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_listed_tenants_are_answered_without_a_home_tenant(
+    stack: TeamsStack, fake_teams: FakeTeams, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in stack.env.items() if k != "MICROSOFT_APP_TENANT_ID"}
+    env["RAGBOT_TEAMS_TENANTS"] = f"{OTHER_TENANT.upper()}, {TENANT}"
+    server, port = serve_briefly(env, tmp_path)
+    listed = TeamsStack(env, port, tmp_path)
+    listed.server = server
+    try:
+        wait_for(listed._healthy, 30, "the front door")
+        ours = fake_teams.channel_post("How long is parental leave?", SAM, GENERAL, GENERAL)
+        assert listed.post(ours, fake_teams).status_code in (200, 202)
+        assert "Leave Policy" in answer_to(fake_teams, ours)["text"]
+        unlisted = fake_teams.channel_post("How long is parental leave?", SAM, GENERAL, GENERAL)
+        unlisted["conversation"]["tenantId"] = "22222222-2222-4333-8444-555555555555"
+        unlisted["channelData"]["tenant"] = {"id": unlisted["conversation"]["tenantId"]}
+        assert listed.post(unlisted, fake_teams).status_code in (200, 202)
+        time.sleep(2)
+        assert fake_teams.bot_messages(unlisted["conversation"]["id"]) == []
+    finally:
+        listed.server = server
+        listed.stop()
+
+
+def test_without_an_app_id_or_development_mode_teams_is_off(
+    stack: TeamsStack, fake_teams: FakeTeams, tmp_path: Path
+) -> None:
+    env = {
+        k: v
+        for k, v in stack.env.items()
+        if k not in ("REDIS_URL", "MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD")
+    }
+    server, port = serve_briefly(env, tmp_path)
+    off = TeamsStack(env, port, tmp_path)
+    off.server = server
+    try:
+        wait_for(off._healthy, 30, "the front door")
+        local = fake_teams.personal_message("What is the salary range?", DANA)
+        assert off.post(local, fake_teams, token=None).status_code == 404
+        time.sleep(1)
+        replies = fake_teams.bot_messages(local["conversation"]["id"])
+        assert [m for m in replies if m.get("replyToId") == local["id"]] == []
+    finally:
+        off.stop()

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     microsoft_app_id: str | None = None
     microsoft_app_password: SecretStr | None = None
     microsoft_app_tenant_id: str | None = None
+    # Other tenants whose activities are answered (their people count as this company's).
+    ragbot_teams_tenants: CsvList = Field(default_factory=list)
+    # No app id: unauthenticated activities from this machine (the Bot Framework Emulator).
+    ragbot_teams_dev: bool = False
     # Where inbound Bot Framework tokens' signing keys are published, and where the bot gets
     # its own tokens; overridden for sovereign clouds and for tests.
     microsoft_openid_metadata_url: str = (
@@ -102,6 +106,7 @@ class Settings(BaseSettings):
         "confluence_spaces",
         "google_impersonate",
         "google_drive_ids",
+        "ragbot_teams_tenants",
         mode="before",
     )
     @classmethod
@@ -119,9 +124,10 @@ class Settings(BaseSettings):
         return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
 
     @property
-    def teams_auth_enabled(self) -> bool:
-        """With no app id, Teams requests are not authenticated (local emulator use only)."""
-        return bool(self.microsoft_app_id)
+    def teams_tenants(self) -> frozenset[str]:
+        """The Microsoft tenants answered: the app's own plus any listed (lower-case)."""
+        tenants = [self.microsoft_app_tenant_id or "", *self.ragbot_teams_tenants]
+        return frozenset(t.strip().lower() for t in tenants if t.strip())
 
     @property
     def parse_limits(self) -> ParseLimits:
