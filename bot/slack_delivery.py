@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 HISTORY_MESSAGES = 10
 USER_CACHE_SECONDS = 3600
+# Who can read a channel changes when people join or leave; a guest who joins is seen by the
+# next question after this long at most.
+MEMBERS_CACHE_SECONDS = 300
+MEMBERS_PAGE = 200
 
 
 class SlackDeliveryError(DeliveryError):
@@ -65,7 +69,7 @@ class SlackDelivery:
         self._client = client
         self._kv = kv or MemoryKeyValue()
         self._bot_user_id: str | None = None
-        self._emails: dict[str, tuple[float, str | None]] = {}
+        self._users: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def _call(self, method: str, **params: Any) -> dict[str, Any]:
         """Call a Web API method by its name, e.g. "chat.update" -> WebClient.chat_update."""
@@ -84,21 +88,59 @@ class SlackDelivery:
             self._bot_user_id = str(self._call("auth.test").get("user_id", ""))
         return self._bot_user_id
 
-    def email_of(self, user_id: str) -> str | None:
-        """The asker's email from `users.info`, cached for an hour."""
-        cached = self._emails.get(user_id)
+    def user(self, user_id: str) -> dict[str, Any]:
+        """A person's `users.info` record, cached for an hour."""
+        cached = self._users.get(user_id)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        user = self._call("users.info", user=user_id).get("user") or {}
-        profile = user.get("profile", {}) if isinstance(user, dict) else {}
+        found = self._call("users.info", user=user_id).get("user")
+        user = found if isinstance(found, dict) else {}
+        self._users[user_id] = (time.monotonic() + USER_CACHE_SECONDS, user)
+        return user
+
+    def email_of(self, user_id: str) -> str | None:
+        """The asker's email from their profile."""
+        profile = self.user(user_id).get("profile")
         email = profile.get("email") if isinstance(profile, dict) else None
-        self._emails[user_id] = (time.monotonic() + USER_CACHE_SECONDS, email)
         return str(email) if email else None
 
-    def is_shared_externally(self, channel_id: str) -> bool:
-        """Slack Connect channels have members from other organisations."""
+    def has_outsiders(self, team_id: str, channel_id: str) -> bool:
+        """Someone outside the company can read this channel: it is shared with another
+        organisation (Slack Connect), or a member is a guest (single- or multi-channel)."""
+        key = f"slack:outsiders:{team_id}:{channel_id}"
+        cached = self._kv.get(key)
+        if cached is not None:
+            return cached == "1"
         channel = self._call("conversations.info", channel=channel_id).get("channel") or {}
-        return bool(isinstance(channel, dict) and channel.get("is_ext_shared"))
+        outsiders = bool(isinstance(channel, dict) and channel.get("is_ext_shared")) or any(
+            self._is_outsider(member) for member in self._members(channel_id)
+        )
+        self._kv.put(key, "1" if outsiders else "0", MEMBERS_CACHE_SECONDS)
+        return outsiders
+
+    def _is_outsider(self, user_id: str) -> bool:
+        try:
+            user = self.user(user_id)
+        except SlackDeliveryError as exc:
+            if exc.error in ("user_not_found", "user_not_visible"):
+                return True  # someone we cannot identify: fail closed
+            raise
+        return bool(
+            user.get("is_restricted")  # multi-channel guest
+            or user.get("is_ultra_restricted")  # single-channel guest
+            or user.get("is_stranger")  # another organisation's member
+        )
+
+    def _members(self, channel_id: str) -> Iterator[str]:
+        cursor = ""
+        while True:
+            page = self._call(
+                "conversations.members", channel=channel_id, limit=MEMBERS_PAGE, cursor=cursor
+            )
+            yield from (str(m) for m in page.get("members") or [])
+            cursor = str((page.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                return
 
     def thread_history(self, question: SlackQuestion) -> list[Turn]:
         """Earlier messages of the thread, oldest first; the bot's own are the assistant's."""
@@ -197,7 +239,7 @@ class SlackThread:
         question = self.question
         if question.is_direct or question.response_url:
             return one_reader(self.delivery.email_of(question.user_id), reader)
-        if self.delivery.is_shared_externally(question.channel_id):
+        if self.delivery.has_outsiders(question.team_id, question.channel_id):
             return public_only()
         return org_wide(org_domains)
 

@@ -363,6 +363,24 @@ def test_slack_connect_channels_see_only_public_documents(
     assert "Deploying Services" in block_text(answer_in(fake_slack, "C0GENERAL", internal_ts))
 
 
+def test_channels_with_guests_or_unknown_members_see_only_public_documents(
+    stack: SlackStack, fake_slack: FakeSlack
+) -> None:
+    question = "How do I roll back a production deploy?"
+    fake_slack.users["U0GUEST"] = "pat@partner.example"
+    fake_slack.guests.add("U0GUEST")
+    fake_slack.members["C0GUESTS"] = [BOT_USER, ASKER, "U0GUEST"]
+    fake_slack.members["C0STRANGE"] = [BOT_USER, ASKER, "U0NOBODY"]  # users.info: not found
+    try:
+        for channel in ("C0GUESTS", "C0STRANGE"):
+            ts = fake_slack.user_says(channel, question, ASKER)
+            stack.post_event(mention(channel, question, ts))
+            answer = block_text(answer_in(fake_slack, channel, ts))
+            assert "Deploying Services" not in answer and "couldn't find" in answer, channel
+    finally:
+        del fake_slack.users["U0GUEST"]
+
+
 def test_a_failing_llm_gets_a_clear_message_in_the_thread(
     stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
 ) -> None:

@@ -47,6 +47,9 @@ class FakeSlack:
     socket_url: str | None = None  # where apps.connections.open sends Socket Mode clients
     users: dict[str, str] = field(default_factory=dict)  # user id -> email
     external_channels: set[str] = field(default_factory=set)
+    guests: set[str] = field(default_factory=set)  # user ids of single-channel guests
+    # channel -> member ids; a channel not listed has every user in `users` as a member
+    members: dict[str, list[str]] = field(default_factory=dict)
     faults: list[SlackFault] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -142,6 +145,8 @@ class FakeSlack:
 
     def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         user = params.get("user", "")
+        if user == BOT_USER:
+            return {"ok": True, "user": {"id": user, "team_id": TEAM, "is_bot": True}}
         if user not in self.users:
             return {"ok": False, "error": "user_not_found"}
         return {
@@ -150,6 +155,9 @@ class FakeSlack:
                 "id": user,
                 "team_id": TEAM,
                 "is_bot": False,
+                "deleted": False,
+                "is_restricted": user in self.guests,
+                "is_ultra_restricted": user in self.guests,
                 "profile": {"email": self.users[user], "real_name": user},
             },
         }
@@ -166,6 +174,16 @@ class FakeSlack:
                 "is_ext_shared": channel in self.external_channels,
             },
         }
+
+    def _conversations_members(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Paged like Slack: `limit` per page, an opaque cursor to the next one."""
+        channel = params.get("channel", "")
+        everyone = self.members.get(channel, [BOT_USER, *self.users])
+        start = int(params.get("cursor") or 0)
+        limit = int(params.get("limit") or 100)
+        page = everyone[start : start + limit]
+        following = str(start + limit) if start + limit < len(everyone) else ""
+        return {"ok": True, "members": page, "response_metadata": {"next_cursor": following}}
 
     def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
         channel, ts = params.get("channel", ""), params.get("ts", "")
