@@ -7,11 +7,12 @@ written once against it.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Protocol
 
 from workers.answer import Answer
-from workers.kv import KeyValue
+from workers.kv import KeyValue, StoreUnavailable
 from workers.prompt import Turn
 
 Reader = Callable[[str], frozenset[str]]
@@ -22,16 +23,24 @@ class DeliveryError(Exception):
 
 
 POSTED_MEMORY_SECONDS = 7 * 86400
+RECORD_RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 class PostedMessages:
     """The messages an answer's earlier runs posted, so a task that runs again edits them
-    instead of posting them twice. Without a store (`kv` None) nothing is remembered."""
+    instead of posting them twice. Without a store (`kv` None) nothing is remembered.
+
+    The store failing is a delivery failure: retried like the platform failing, since posting
+    without this record could post the answer twice.
+    """
 
     def __init__(self, kv: KeyValue | None, question_id: str) -> None:
         self._kv = kv
         self._key = f"posted:{question_id}"
-        self._ids: list[str | None] = json.loads(kv.get(self._key) or "[]") if kv else []
+        try:
+            self._ids: list[str | None] = json.loads(kv.get(self._key) or "[]") if kv else []
+        except StoreUnavailable as exc:
+            raise DeliveryError(str(exc)) from exc
 
     def target(self, index: int, placeholder: str | None) -> str | None:
         """The message to edit for part `index`: what an earlier run posted, else (for the
@@ -44,7 +53,16 @@ class PostedMessages:
             return
         self._ids += [None] * (index + 1 - len(self._ids))
         self._ids[index] = message_id
-        self._kv.put(self._key, json.dumps(self._ids), POSTED_MEMORY_SECONDS)
+        # The message is out: forgetting it now would post it again on the next attempt, so
+        # the record is retried for as long as the task would retry delivery.
+        for delay in (*RECORD_RETRY_SECONDS, None):
+            try:
+                self._kv.put(self._key, json.dumps(self._ids), POSTED_MEMORY_SECONDS)
+                return
+            except StoreUnavailable as exc:
+                if delay is None:
+                    raise DeliveryError(str(exc)) from exc
+                time.sleep(delay)
 
 
 class ChatThread(Protocol):

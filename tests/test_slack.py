@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from tests.conftest import HANDBOOK
+from tests.fakes.flaky_link import FlakyLink
 from tests.fakes.openai_api import FakeOpenAI, Fault
 from tests.fakes.slack_api import BOT_USER, TEAM, FakeSlack, SlackFault, sign
 from tests.fakes.slack_socket import FakeSocketMode
@@ -522,3 +523,34 @@ def test_without_redis_the_front_door_answers_by_itself(
         assert httpx.get(alone.url + "/readyz").json() == {"status": "ready"}
     finally:
         alone.stop()
+
+
+def test_a_redis_blip_while_posting_delays_the_answer_but_never_loses_it(
+    stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI, redis_url: str
+) -> None:
+    """Redis goes away after the question is queued and comes back while the answer is posted."""
+    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
+    link = FlakyLink(host, int(port))
+    queue_db = link.url(db=11)
+    redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/11").flushdb()
+    env = stack.env | {"REDIS_URL": queue_db}
+    blip = SlackStack(env, free_port(), stack.logs)
+    blip.start_server()
+    blip.start_worker()
+    try:
+        fake_llm.faults.append(Fault(delay=3))  # the answer is being written when Redis goes
+        asked = len(fake_llm.requests)
+        ts = fake_slack.user_says("C0BLIP", "How do I roll back a production deploy?", ASKER)
+        blip.post_event(mention("C0BLIP", "How do I roll back a production deploy?", ts))
+        wait_for(lambda: replies_in(fake_slack, "C0BLIP", ts), 30, "the placeholder")
+        wait_for(lambda: len(fake_llm.requests) > asked, 30, "the model call")
+        link.cut()
+        time.sleep(6)
+        link.restore()
+        answer = answer_in(fake_slack, "C0BLIP", ts, timeout=90)
+        assert "Deploying Services" in block_text(answer)
+        time.sleep(3)
+        assert len(replies_in(fake_slack, "C0BLIP", ts)) == 1
+    finally:
+        blip.stop()
+        link.close()

@@ -7,13 +7,23 @@ The platform itself failing (`DeliveryError`) is raised, so the task can retry d
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from bot.chat import ChatThread, Reader
+from bot.chat import ChatThread, DeliveryError, Reader
 from workers.answer import Answer, AnswerService
 from workers.embed import EmbeddingError
 from workers.index import IndexUnavailable
+from workers.kv import StoreUnavailable
 from workers.llm import LLMError
+from workers.prompt import Turn
+
+T = TypeVar("T")
+# Waits between attempts to reach the chat platform (or the store that remembers what was
+# posted): a 429 storm or a Redis blip of up to half a minute delays the answer, never loses it.
+DELIVERY_RETRY_SECONDS = (2.0, 4.0, 8.0, 16.0)
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +55,50 @@ def answer_in_thread(
         return Outcome("llm_down")
     thread.post_answer(answer)
     return Outcome("abstained" if answer.abstained else "answered", answer)
+
+
+class PatientThread:
+    """A `ChatThread` whose calls are retried with backoff, in the task itself.
+
+    Retrying here (rather than re-queueing the task) keeps the answer already computed, and
+    works while the queue's own Redis is the thing that blinked. After the last attempt the
+    failure is raised as `DeliveryError`.
+    """
+
+    def __init__(
+        self, thread: ChatThread, delays: Sequence[float] = DELIVERY_RETRY_SECONDS
+    ) -> None:
+        self.inner = thread
+        self.delays = tuple(delays)
+
+    @property
+    def question_id(self) -> str:
+        return self.inner.question_id
+
+    @property
+    def text(self) -> str:
+        return self.inner.text
+
+    def reader_principals(self, org_domains: list[str], reader: Reader) -> frozenset[str]:
+        return self._patiently(lambda: self.inner.reader_principals(org_domains, reader))
+
+    def history(self) -> list[Turn]:
+        return self._patiently(self.inner.history)
+
+    def post_answer(self, answer: Answer) -> None:
+        self._patiently(lambda: self.inner.post_answer(answer))
+
+    def post_notice(self, text: str, new_message: bool = False) -> None:
+        self._patiently(lambda: self.inner.post_notice(text, new_message))
+
+    def _patiently(self, call: Callable[[], T]) -> T:
+        for delay in self.delays:
+            try:
+                return call()
+            except (DeliveryError, StoreUnavailable) as exc:
+                log.warning("%s: %s; again in %.0f s", self.question_id, exc, delay)
+                time.sleep(delay)
+        try:
+            return call()
+        except StoreUnavailable as exc:
+            raise DeliveryError(str(exc)) from exc

@@ -8,9 +8,25 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol, TypeVar
 
 import redis
+
+T = TypeVar("T")
+
+
+class StoreUnavailable(Exception):
+    """The shared store (Redis) could not be reached or answered with an error."""
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"Redis is unavailable ({exc.__class__.__name__})") from exc
 
 
 class KeyValue(Protocol):
@@ -34,28 +50,36 @@ class KeyValue(Protocol):
 
 
 class RedisKeyValue:
+    """Every Redis failure surfaces as `StoreUnavailable`, so callers can retry or explain."""
+
     def __init__(self, client: redis.Redis, prefix: str = "ragbot:") -> None:
         self._client = client
         self._prefix = prefix
 
+    def _run(self, call: Callable[[], T]) -> T:
+        with _translated():
+            return call()
+
     def claim(self, key: str, ttl_seconds: int) -> bool:
-        return bool(self._client.set(self._prefix + key, "1", nx=True, ex=ttl_seconds))
+        return bool(
+            self._run(lambda: self._client.set(self._prefix + key, "1", nx=True, ex=ttl_seconds))
+        )
 
     def put(self, key: str, value: str, ttl_seconds: int) -> None:
-        self._client.set(self._prefix + key, value, ex=ttl_seconds)
+        self._run(lambda: self._client.set(self._prefix + key, value, ex=ttl_seconds))
 
     def get(self, key: str) -> str | None:
-        value = self._client.get(self._prefix + key)
+        value = self._run(lambda: self._client.get(self._prefix + key))
         return value.decode() if isinstance(value, bytes) else None
 
     def append(self, key: str, value: str) -> None:
-        self._client.rpush(self._prefix + key, value)
+        self._run(lambda: self._client.rpush(self._prefix + key, value))
 
     def add(self, counter: str, amount: float = 1.0) -> None:
-        self._client.hincrbyfloat(self._prefix + "counters", counter, amount)
+        self._run(lambda: self._client.hincrbyfloat(self._prefix + "counters", counter, amount))
 
     def counters(self) -> dict[str, float]:
-        raw = self._client.hgetall(self._prefix + "counters")
+        raw = self._run(lambda: self._client.hgetall(self._prefix + "counters"))
         return {k.decode(): float(v) for k, v in raw.items()}  # type: ignore[union-attr]
 
 

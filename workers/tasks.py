@@ -21,8 +21,8 @@ from bot.chat import ChatThread, DeliveryError
 from bot.slack_delivery import SlackDelivery, SlackThread, make_web_client
 from bot.slack_questions import SlackQuestion
 from workers.celery_app import app
-from workers.chat_answer import answer_in_thread
-from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue
+from workers.chat_answer import PatientThread, answer_in_thread
+from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue, StoreUnavailable
 from workers.readers import org_wide
 from workers.runtime import NotConfigured, Runtime
 from workers.settings import Settings
@@ -122,17 +122,15 @@ def _visibility() -> int:
 
 @app.task(
     name="ragbot.answer",
-    bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
     soft_time_limit=max(_visibility() - 10, 3),
     time_limit=max(_visibility() - 5, 4),
-    max_retries=4,
 )
-def answer(self: Any, platform: str, payload: dict[str, Any]) -> None:
-    """Answer one chat question in its thread; the platform failing is retried with backoff."""
+def answer(platform: str, payload: dict[str, Any]) -> None:
+    """Answer one chat question in its thread; delivery is retried with backoff in the task."""
     ctx = context()
-    thread = ctx.thread(platform, payload)
+    thread = PatientThread(ctx.thread(platform, payload))
     started = time.perf_counter()
     try:
         outcome = answer_in_thread(
@@ -142,29 +140,38 @@ def answer(self: Any, platform: str, payload: dict[str, Any]) -> None:
             ctx.runtime.reader,
         )
     except SoftTimeLimitExceeded:
-        _notify_quietly(thread, SLOW_ANSWER)
-        ctx.kv.add("answers:too_slow")
+        _notify_quietly(thread.inner, SLOW_ANSWER)
+        _count(ctx, "answers:too_slow")
         return
     except DeliveryError as exc:
-        if self.request.retries >= self.max_retries:
-            log.error("giving up on %s: %s", thread.question_id, exc)
-            _notify_quietly(thread, POST_FAILED, new_message=True)
-            ctx.kv.add(f"answers:{platform}_failed")
-            return
-        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
-    ctx.kv.add(f"answers:{outcome.kind}")
-    ctx.kv.add("answer_seconds:sum", time.perf_counter() - started)
-    ctx.kv.add("answer_seconds:count")
+        log.error("giving up on %s: %s", thread.question_id, exc)
+        _notify_quietly(thread.inner, POST_FAILED, new_message=True)
+        _count(ctx, f"answers:{platform}_failed")
+        return
+    _count(ctx, f"answers:{outcome.kind}")
+    _count(ctx, "answer_seconds:sum", time.perf_counter() - started)
+    _count(ctx, "answer_seconds:count")
     if outcome.answer is not None:
         result = outcome.answer
         record = {"sources": [s.url for s in result.sources], "abstained": result.abstained}
-        ctx.kv.put(f"answer:{thread.question_id}", json.dumps(record), ANSWER_MEMORY_SECONDS)
+        try:
+            ctx.kv.put(f"answer:{thread.question_id}", json.dumps(record), ANSWER_MEMORY_SECONDS)
+        except StoreUnavailable:
+            log.warning("feedback for %s will lack its answer record", thread.question_id)
+
+
+def _count(ctx: WorkerContext, counter: str, amount: float = 1.0) -> None:
+    """Metrics are best effort: a store outage must not turn a delivered answer into a failure."""
+    try:
+        ctx.kv.add(counter, amount)
+    except StoreUnavailable:
+        log.warning("counter %s not recorded: the store is unavailable", counter)
 
 
 def _notify_quietly(thread: ChatThread, text: str, new_message: bool = False) -> None:
     try:
         thread.post_notice(text, new_message)
-    except DeliveryError:
+    except (DeliveryError, StoreUnavailable):
         log.error("could not tell %s about a failure", thread.question_id)
 
 
