@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
-from bot import metrics
+from bot import metrics, slack_request
 from bot.dispatch import Dispatcher
 from bot.slack import SlackFrontDoor
 from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue
@@ -63,6 +63,9 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
     dispatcher = Dispatcher(settings)
     app = web.Application(middlewares=[observe], client_max_size=1024 * 1024)
     slack = None
+    slack_secret = (
+        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    )
     if settings.slack_bot_token and (settings.slack_signing_secret or settings.slack_app_token):
         slack = SlackFrontDoor(settings, kv, dispatcher)
     else:
@@ -82,6 +85,11 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
     async def slack_events(request: web.Request) -> web.StreamResponse:
         if slack is None:
             return web.json_response({"error": "Slack is not configured"}, status=404)
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        refused = slack_request.refusal(body, headers, slack_secret)
+        if refused is not None:
+            return refused
         response = await slack.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 

@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
 from bot.dispatch import Dispatcher
+from bot.outage import ToldOnce
 from bot.render import FEEDBACK_DOWN, FEEDBACK_UP
 from bot.slack_questions import SlackQuestion
 from workers.kv import KeyValue
@@ -54,6 +55,7 @@ class SlackFrontDoor:
         self.kv = kv
         self.dispatcher = dispatcher
         self.ttl = settings.ragbot_idempotency_ttl_seconds
+        self.told = ToldOnce()
         assert settings.slack_bot_token is not None
         # Socket Mode needs no signing secret; over HTTP, an empty one rejects every request.
         secret = (
@@ -111,7 +113,8 @@ class SlackFrontDoor:
         except Exception as exc:  # Redis is down: no way to answer exactly once, so say so
             log.error("idempotency store unavailable: %s", exc.__class__.__name__)
             metrics.ERRORS.labels("slack", "claim").inc()
-            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=QUEUE_DOWN)
+            if self.told.first_time(f"event:{body.get('event_id')}", f"{team}:{channel}:{ts}"):
+                await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=QUEUE_DOWN)
             return
         if not (fresh_event and fresh_message):
             metrics.DUPLICATES.labels("slack").inc()
@@ -155,7 +158,9 @@ class SlackFrontDoor:
     def _team(event: dict[str, Any], body: dict[str, Any]) -> str:
         return str(body.get("team_id") or event.get("team") or "")
 
-    async def on_command(self, ack: Any, command: dict[str, Any], client: AsyncWebClient) -> None:
+    async def on_command(
+        self, ack: Any, respond: Any, command: dict[str, Any], client: AsyncWebClient
+    ) -> None:
         try:
             words = shlex.split(command.get("text") or "")
         except ValueError:
@@ -174,8 +179,8 @@ class SlackFrontDoor:
                 is_direct=True,
                 response_url=response_url,
             )
-            await self.dispatcher.send("ragbot.answer", "slack", question.to_payload())
-            metrics.QUESTIONS.labels("slack", "command").inc()
+            if await self._send(respond, "ragbot.answer", "slack", question.to_payload()):
+                metrics.QUESTIONS.labels("slack", "command").inc()
             return
         if verb not in ("status", "reindex"):
             await ack(HELP)
@@ -185,7 +190,7 @@ class SlackFrontDoor:
             return
         if verb == "status":
             await ack("Checking the sources…")
-            await self.dispatcher.send("ragbot.admin_status", response_url)
+            await self._send(respond, "ragbot.admin_status", response_url)
             return
         full = "--full" in words
         named = [w for w in words[1:] if w != "--full"]
@@ -199,7 +204,19 @@ class SlackFrontDoor:
             "I'll reply here when it's done."
         )
         for source in sources:
-            await self.dispatcher.send("ragbot.sync_source", source, full, response_url)
+            if not await self._send(respond, "ragbot.sync_source", source, full, response_url):
+                return
+
+    async def _send(self, respond: Any, task: str, *args: Any) -> bool:
+        """Hands a command's work to the workers; when the queue is down, tells the asker."""
+        try:
+            await self.dispatcher.send(task, *args)
+        except Exception as exc:
+            log.error("could not enqueue %s: %s", task, exc.__class__.__name__)
+            metrics.ERRORS.labels("slack", "enqueue").inc()
+            await respond(text=QUEUE_DOWN, response_type="ephemeral", replace_original=False)
+            return False
+        return True
 
     async def _is_admin(self, user_id: str, client: AsyncWebClient) -> bool:
         admins = {a.lower() for a in self.settings.ragbot_admins}

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from bot import metrics
 from bot.dispatch import Dispatcher
+from bot.outage import ToldOnce
 from bot.teams_auth import AuthUnavailable, BotFrameworkAuth, Unauthorized
 from bot.teams_connector import ConnectorError, make_adapter, make_credentials, with_retries
 from bot.teams_questions import (
@@ -63,6 +64,7 @@ class TeamsFrontDoor:
         self.kv = kv
         self.dispatcher = dispatcher
         self.ttl = settings.ragbot_idempotency_ttl_seconds
+        self.told = ToldOnce()
         self.credentials = make_credentials(settings)
         self.adapter = make_adapter(settings, self.credentials)
         self.tenants = settings.teams_tenants
@@ -172,7 +174,8 @@ class TeamsFrontDoor:
         except Exception as exc:  # Redis is down: no way to answer exactly once, so say so
             log.error("idempotency store unavailable: %s", exc.__class__.__name__)
             metrics.ERRORS.labels("teams", "claim").inc()
-            await self._reply(connector, question, QUEUE_DOWN)
+            if self.told.first_time(f"{tenant}:{question.activity_id}"):
+                await self._reply(connector, question, QUEUE_DOWN)
             return
         if not fresh:
             metrics.DUPLICATES.labels("teams").inc()

@@ -196,6 +196,29 @@ def test_bad_signatures_and_stale_requests_are_refused(
     assert len(fake_slack.called("chat.postMessage")) == before
 
 
+def test_malformed_requests_get_4xx_without_a_traceback(stack: SlackStack) -> None:
+    url = stack.url + "/slack/events"
+    garbage = "not json at all {"
+    bad_time = {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"}
+    signed_garbage = {"Content-Type": "application/json", **sign(SECRET, garbage)}
+    responses = [
+        httpx.post(url, content=garbage, timeout=5),
+        httpx.post(url, content=garbage, headers=bad_time, timeout=5),
+        httpx.post(url, content=b"\xff\xfe{", headers=sign(SECRET, "x"), timeout=5),
+        httpx.post(url, content=garbage, headers=signed_garbage, timeout=5),
+        httpx.post(
+            url,
+            content="[1, 2]",
+            headers={"Content-Type": "application/json", **sign(SECRET, "[1, 2]")},
+            timeout=5,
+        ),
+    ]
+    assert [r.status_code for r in responses] == [401, 401, 401, 400, 400]
+    assert all(len(r.content) < 200 for r in responses)
+    logs = "".join(p.read_text(errors="replace") for p in stack.logs.glob("serve-*.log"))
+    assert "Traceback" not in logs
+
+
 def test_retries_and_the_mention_message_pair_answer_once(
     stack: SlackStack, fake_slack: FakeSlack
 ) -> None:
@@ -553,4 +576,33 @@ def test_a_redis_blip_while_posting_delays_the_answer_but_never_loses_it(
         assert len(replies_in(fake_slack, "C0BLIP", ts)) == 1
     finally:
         blip.stop()
+        link.close()
+
+
+def test_while_redis_is_down_each_question_is_told_once(
+    stack: SlackStack, fake_slack: FakeSlack, redis_url: str
+) -> None:
+    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
+    link = FlakyLink(host, int(port))
+    down = SlackStack(stack.env | {"REDIS_URL": link.url(db=11)}, free_port(), stack.logs)
+    down.start_server()
+    link.cut()
+    try:
+        ts = fake_slack.user_says("C0DOWN", "How do I roll back a production deploy?", ASKER)
+        event = mention("C0DOWN", "How do I roll back a production deploy?", ts)
+        for retry in (None, 1, 2):  # Slack's retries repeat the event id
+            assert down.post_event(event, event_id="EvDOWN1", retry=retry).status_code == 200
+        as_message = event | {"type": "message", "channel_type": "channel"}
+        assert down.post_event(as_message, event_id="EvDOWN2").status_code == 200
+        wait_for(lambda: replies_in(fake_slack, "C0DOWN", ts), 30, "the notice")
+        time.sleep(2)
+        (notice,) = replies_in(fake_slack, "C0DOWN", ts)
+        assert "queue is down" in notice["text"]
+
+        told = len(fake_slack.responses)
+        assert down.command("ask When are laptops replaced?", ASKER, "down", fake_slack).is_success
+        wait_for(lambda: len(fake_slack.responses) > told, 30, "the private notice")
+        assert "queue is down" in fake_slack.responses[-1]["text"]
+    finally:
+        down.stop()
         link.close()
