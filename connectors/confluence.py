@@ -79,7 +79,10 @@ class ConfluenceConnector:
         self._zone: ZoneInfo | None = None
 
     def poll(self, checkpoint: Checkpoint | None) -> Iterator[PollItem]:
-        until = datetime.now(UTC).replace(second=0, microsecond=0)
+        # CQL compares whole minutes: the bound is the end of the current minute, so an edit
+        # made just before an admin's reindex is in it; later edits in this minute fall in
+        # the next window, which starts `overlap_minutes` earlier.
+        until = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
         since = None
         if checkpoint is not None:
             since = datetime.fromisoformat(json.loads(checkpoint.value)["until"])

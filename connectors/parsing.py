@@ -8,7 +8,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any
 
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, CData, Comment, NavigableString
 from markdownify import markdownify
 
 
@@ -129,11 +129,26 @@ def _tidy(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 
+def _collapse_whitespace(soup: BeautifulSoup) -> None:
+    """Line breaks inside a paragraph are spaces, as a browser shows them; only <pre> keeps
+    its lines. Otherwise a wrapped line starting with "#tag" or "1." turns into Markdown."""
+    for text in soup.find_all(string=True):
+        if isinstance(text, Comment | CData) or text.find_parent(["pre", "code"]) is not None:
+            continue
+        collapsed = _WHITESPACE.sub(" ", str(text))
+        if collapsed != text:
+            text.replace_with(NavigableString(collapsed))
+
+
+_WHITESPACE = re.compile(r"[ \t\r\n\f]+")
+
+
 def html_to_markdown(html: str) -> str:
     """HTML -> Markdown (ATX headings, fenced code); scripts, styles and navigation dropped."""
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "nav", "noscript", "template"]):
         tag.decompose()
+    _collapse_whitespace(soup)
     body = soup.body or soup
     return str(markdownify(str(body), heading_style="ATX", code_language="", bullets="-"))
 
@@ -357,6 +372,7 @@ def storage_to_markdown(storage: str) -> str:
         else:
             text = link.get_text(strip=True)
         link.replace_with(text)
+    _collapse_whitespace(soup)
     for tag in soup.find_all(
         ["ac:image", "ac:emoticon", "ac:placeholder", "ac:inline-comment-marker"]
     ):

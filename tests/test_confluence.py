@@ -316,3 +316,48 @@ def test_ragbot_sync_confluence_from_the_command_line(tmp_path: Path) -> None:
         assert refused.returncode == 1 and "refused the credentials" in refused.stderr
     finally:
         fake.stop()
+
+
+RELEASES = (
+    "<h1>Fleet releases</h1><p>Every release is announced in\n#fleet-releases. To ship one, run:"
+    '</p><ac:structured-macro ac:name="code"><ac:parameter ac:name="language">bash'
+    "</ac:parameter><ac:plain-text-body><![CDATA[fleet release --channel stable]]>"
+    "</ac:plain-text-body></ac:structured-macro>"
+)
+
+
+def test_an_edit_just_before_a_reindex_is_in_the_next_answer(tmp_path: Path) -> None:
+    """An admin edits a page and reindexes at once, in the same minute, from the command line."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    fake = FakeConfluence(users={})
+    fake.spaces = {"ENG": Space("ENG", "Engineering")}
+    fake.pages["1"] = Page("1", "ENG", "Fleet releases", "<p>Ask the fleet team.</p>", when=DAY_AGO)
+    fake.start()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "OPENAI_API_KEY")},
+        "RAGBOT_DATA_DIR": str(tmp_path),
+        "CONFLUENCE_URL": fake.url,
+        "CONFLUENCE_USERNAME": fake.email,
+        "CONFLUENCE_API_TOKEN": fake.token,
+        "RAGBOT_ORG_DOMAINS": "acme.com",
+    }
+    ragbot = str(Path(sys.executable).parent / "ragbot")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([ragbot, *args], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    try:
+        run("sync", "confluence")
+        fake.edit("1", RELEASES)  # now: the current minute
+        assert run("sync", "confluence").stdout.startswith("confluence: 1 indexed")
+        answer = json.loads(run("ask", "How do I ship a fleet release?", "--json").stdout)
+        assert "fleet release --channel stable" in answer["answer"]
+        assert "#fleet-releases" in answer["answer"]
+    finally:
+        fake.stop()

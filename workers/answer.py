@@ -193,6 +193,10 @@ def _blocks(text: str, breadcrumb: str) -> list[tuple[str, str]]:
     return blocks
 
 
+# A Markdown heading needs a space after its hashes: "#fleet-releases" is a channel name.
+_HEADING_LINE = re.compile(r"^\s{0,3}#{1,6}(?:\s|$)")
+
+
 def _split_blocks(text: str, breadcrumb: str) -> list[tuple[str, str]]:
     """Blank-line separated blocks under their nearest heading; fenced code kept whole."""
     blocks: list[tuple[str, str]] = []
@@ -213,7 +217,7 @@ def _split_blocks(text: str, breadcrumb: str) -> list[tuple[str, str]]:
             current.append(line)
         elif not line.strip():
             close()
-        elif line.lstrip().startswith("#"):
+        elif _HEADING_LINE.match(line):
             close()
             heading = line.lstrip("# ").strip()
         else:
