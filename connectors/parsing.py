@@ -8,7 +8,8 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any
 
-from bs4 import BeautifulSoup, CData, Comment, NavigableString
+from bs4 import BeautifulSoup
+from bs4.element import CData, Comment, NavigableString
 from markdownify import markdownify
 
 
