@@ -6,6 +6,7 @@ checks Redis (and a Qdrant server when `QDRANT_URL` is set).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from bot import metrics, slack_request
 from bot.dispatch import Dispatcher
 from bot.slack import SlackFrontDoor
+from bot.store import AsyncStore
 from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue
 from workers.settings import Settings
 
@@ -52,12 +54,15 @@ def make_kv(settings: Settings) -> KeyValue:
     if settings.redis_url:
         import redis
 
-        return RedisKeyValue(redis.Redis.from_url(settings.redis_url, socket_timeout=2))
+        return RedisKeyValue(
+            redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
+        )
     return MemoryKeyValue()
 
 
 def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Application:
     kv = kv or make_kv(settings)
+    store = AsyncStore(kv)
     worker_counters = metrics.WorkerCounters(kv)
     metrics.REGISTRY.register(worker_counters)
     dispatcher = Dispatcher(settings)
@@ -67,7 +72,7 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     )
     if settings.slack_bot_token and (settings.slack_signing_secret or settings.slack_app_token):
-        slack = SlackFrontDoor(settings, kv, dispatcher)
+        slack = SlackFrontDoor(settings, store, dispatcher)
     else:
         log.warning(
             "Slack is off: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN)"
@@ -78,7 +83,7 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
         # Slow to import: loaded only when Teams is on. Refuses to start when misconfigured.
         from bot.teams import TeamsFrontDoor
 
-        teams = TeamsFrontDoor(settings, kv, dispatcher)
+        teams = TeamsFrontDoor(settings, store, dispatcher)
     else:
         log.warning("Teams is off: set MICROSOFT_APP_ID and MICROSOFT_APP_TENANT_ID")
 
@@ -108,11 +113,14 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
         return web.json_response({"status": "ready"})
 
     async def metrics_page(request: web.Request) -> web.StreamResponse:
-        body = generate_latest(metrics.REGISTRY)
+        # The workers' counters come from Redis: read off the event loop.
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(None, generate_latest, metrics.REGISTRY)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def close_dispatcher(_: web.Application) -> None:
         dispatcher.close()
+        store.close()
         metrics.REGISTRY.unregister(worker_counters)
 
     if slack is not None and settings.slack_app_token is not None:

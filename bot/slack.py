@@ -23,7 +23,8 @@ from bot.dispatch import Dispatcher
 from bot.outage import ToldOnce
 from bot.render import FEEDBACK_DOWN, FEEDBACK_UP
 from bot.slack_questions import SlackQuestion
-from workers.kv import KeyValue
+from bot.store import AsyncStore
+from workers.kv import StoreUnavailable
 from workers.runtime import SOURCES, configured_sources
 from workers.settings import Settings
 
@@ -50,9 +51,9 @@ def question_text(text: str) -> str:
 
 
 class SlackFrontDoor:
-    def __init__(self, settings: Settings, kv: KeyValue, dispatcher: Dispatcher) -> None:
+    def __init__(self, settings: Settings, store: AsyncStore, dispatcher: Dispatcher) -> None:
         self.settings = settings
-        self.kv = kv
+        self.store = store
         self.dispatcher = dispatcher
         self.ttl = settings.ragbot_idempotency_ttl_seconds
         self.told = ToldOnce()
@@ -94,9 +95,16 @@ class SlackFrontDoor:
             await self._take_question(event, body, client, kind="dm")
             return
         thread_ts = event.get("thread_ts")
-        team = self._team(event, body)
-        if thread_ts and self.kv.get(f"slack:thread:{team}:{event['channel']}:{thread_ts}"):
+        if thread_ts and await self._answered_thread(self._team(event, body), event, thread_ts):
             await self._take_question(event, body, client, kind="follow_up")
+
+    async def _answered_thread(self, team: str, event: dict[str, Any], thread_ts: str) -> bool:
+        try:
+            key = f"slack:thread:{team}:{event['channel']}:{thread_ts}"
+            return bool(await self.store.get(key))
+        except StoreUnavailable:  # unknowable now; a mention still reaches us
+            metrics.ERRORS.labels("slack", "thread_memory").inc()
+            return False
 
     async def _take_question(
         self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient, kind: str
@@ -108,8 +116,10 @@ class SlackFrontDoor:
         # shares the message key. Either seen before means the question is already taken.
         try:
             event_id = body.get("event_id")
-            fresh_event = not event_id or self.kv.claim(f"slack:event:{event_id}", self.ttl)
-            fresh_message = self.kv.claim(f"slack:msg:{team}:{channel}:{ts}", self.ttl)
+            fresh_event = not event_id or await self.store.claim(
+                f"slack:event:{event_id}", self.ttl
+            )
+            fresh_message = await self.store.claim(f"slack:msg:{team}:{channel}:{ts}", self.ttl)
         except Exception as exc:  # Redis is down: no way to answer exactly once, so say so
             log.error("idempotency store unavailable: %s", exc.__class__.__name__)
             metrics.ERRORS.labels("slack", "claim").inc()
@@ -123,7 +133,11 @@ class SlackFrontDoor:
         if not text:
             await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=HELP)
             return
-        self.kv.put(f"slack:thread:{team}:{channel}:{thread_ts}", "1", THREAD_MEMORY_SECONDS)
+        try:
+            key = f"slack:thread:{team}:{channel}:{thread_ts}"
+            await self.store.put(key, "1", THREAD_MEMORY_SECONDS)
+        except StoreUnavailable:  # follow-ups will need a mention; the answer still comes
+            metrics.ERRORS.labels("slack", "thread_memory").inc()
         try:
             posted = await client.chat_postMessage(
                 channel=channel, thread_ts=thread_ts, text=PLACEHOLDER
@@ -233,7 +247,7 @@ class SlackFrontDoor:
         await ack()
         vote = "up" if action.get("action_id") == FEEDBACK_UP else "down"
         question_id = str(action.get("value", ""))
-        answer = self.kv.get(f"answer:{question_id}")
+        answer = await self.store.get(f"answer:{question_id}")
         record = {
             "question_id": question_id,
             "vote": vote,
@@ -241,5 +255,5 @@ class SlackFrontDoor:
             "at": time.time(),
             "answer": json.loads(answer) if answer else None,
         }
-        self.kv.append("feedback", json.dumps(record))
+        await self.store.append("feedback", json.dumps(record))
         metrics.FEEDBACK.labels("slack", vote).inc()

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from bot import metrics
 from bot.dispatch import Dispatcher
 from bot.outage import ToldOnce
+from bot.store import AsyncStore
 from bot.teams_auth import AuthUnavailable, BotFrameworkAuth, Unauthorized
 from bot.teams_connector import ConnectorError, make_adapter, make_credentials, with_retries
 from bot.teams_questions import (
@@ -37,7 +38,6 @@ from bot.teams_questions import (
     question_text,
     thread_conversation_id,
 )
-from workers.kv import KeyValue
 from workers.runtime import SOURCES, NotConfigured, configured_sources
 from workers.settings import Settings
 
@@ -59,9 +59,9 @@ IN_TURN_MAX_WAIT_SECONDS = 2.0
 
 
 class TeamsFrontDoor:
-    def __init__(self, settings: Settings, kv: KeyValue, dispatcher: Dispatcher) -> None:
+    def __init__(self, settings: Settings, store: AsyncStore, dispatcher: Dispatcher) -> None:
         self.settings = settings
-        self.kv = kv
+        self.store = store
         self.dispatcher = dispatcher
         self.ttl = settings.ragbot_idempotency_ttl_seconds
         self.told = ToldOnce()
@@ -170,7 +170,9 @@ class TeamsFrontDoor:
         )
         connector = context.services.get(ConnectorClientBase)  # type: ignore[type-abstract]
         try:
-            fresh = self.kv.claim(f"teams:activity:{tenant}:{question.activity_id}", self.ttl)
+            fresh = await self.store.claim(
+                f"teams:activity:{tenant}:{question.activity_id}", self.ttl
+            )
         except Exception as exc:  # Redis is down: no way to answer exactly once, so say so
             log.error("idempotency store unavailable: %s", exc.__class__.__name__)
             metrics.ERRORS.labels("teams", "claim").inc()
@@ -304,8 +306,8 @@ class TeamsFrontDoor:
         reaction = str(action.get("reaction") or "")
         if value.get("actionName") == "feedback" and reaction in ("like", "dislike"):
             vote = "up" if reaction == "like" else "down"
-            question_id = self.kv.get(f"teams:answer_message:{activity.reply_to_id}") or ""
-            answer = self.kv.get(f"answer:{question_id}") if question_id else None
+            question_id = await self.store.get(f"teams:answer_message:{activity.reply_to_id}") or ""
+            answer = await self.store.get(f"answer:{question_id}") if question_id else None
             record = {
                 "platform": "teams",
                 "question_id": question_id,
@@ -315,7 +317,7 @@ class TeamsFrontDoor:
                 "at": time.time(),
                 "answer": json.loads(answer) if answer else None,
             }
-            self.kv.append("feedback", json.dumps(record))
+            await self.store.append("feedback", json.dumps(record))
             metrics.FEEDBACK.labels("teams", vote).inc()
         await context.send_activity(
             Activity(type="invokeResponse", value=InvokeResponse(status=200, body={}))

@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -549,14 +550,16 @@ def test_without_redis_the_front_door_answers_by_itself(
 
 
 def test_a_redis_blip_while_posting_delays_the_answer_but_never_loses_it(
-    stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI, redis_url: str
+    stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI, redis_url: str, tmp_path: Path
 ) -> None:
     """Redis goes away after the question is queued and comes back while the answer is posted."""
     host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
     link = FlakyLink(host, int(port))
     queue_db = link.url(db=11)
     redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/11").flushdb()
-    env = stack.env | {"REDIS_URL": queue_db}
+    data_dir = tmp_path / "data"  # this stack's worker owns its own copy of the index
+    shutil.copytree(Path(stack.env["RAGBOT_DATA_DIR"]), data_dir)
+    env = stack.env | {"REDIS_URL": queue_db, "RAGBOT_DATA_DIR": str(data_dir)}
     blip = SlackStack(env, free_port(), stack.logs)
     blip.start_server()
     blip.start_worker()
@@ -605,4 +608,39 @@ def test_while_redis_is_down_each_question_is_told_once(
         assert "queue is down" in fake_slack.responses[-1]["text"]
     finally:
         down.stop()
+        link.close()
+
+
+def test_a_hanging_redis_never_holds_up_acks_or_health_checks(
+    stack: SlackStack, fake_slack: FakeSlack, redis_url: str
+) -> None:
+    """Slack gives up on an event not acknowledged within 3 s; health checks must answer too."""
+    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
+    link = FlakyLink(host, int(port))
+    hung = SlackStack(stack.env | {"REDIS_URL": link.url(db=11)}, free_port(), stack.logs)
+    hung.start_server()
+    link.freeze()
+    try:
+        channel = "C0HUNG"
+        asked = [fake_slack.user_says(channel, f"question {n}?", ASKER) for n in range(3)]
+
+        def deliver(ts: str) -> int:
+            event = mention(channel, "How do I roll back a production deploy?", ts)
+            body = json.dumps(
+                {"team_id": TEAM, "type": "event_callback", "event": event, "event_id": ts}
+            )
+            headers = {"Content-Type": "application/json", **sign(SECRET, body)}
+            url = hung.url + "/slack/events"
+            return httpx.post(url, content=body, headers=headers, timeout=3).status_code
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            acks = list(pool.map(deliver, asked))
+            health = pool.submit(lambda: httpx.get(hung.url + "/healthz", timeout=3)).result()
+        assert acks == [200, 200, 200] and health.status_code == 200
+        for ts in asked:  # each asker is told, once, that the question could not be taken
+            wait_for(lambda ts=ts: replies_in(fake_slack, channel, ts), 30, "the notice")
+            (notice,) = replies_in(fake_slack, channel, ts)
+            assert "queue is down" in notice["text"]
+    finally:
+        hung.stop()
         link.close()

@@ -38,13 +38,17 @@ class Outcome:
 
 
 def answer_in_thread(
-    thread: ChatThread, service: AnswerService, org_domains: list[str], reader: Reader
+    thread: ChatThread,
+    service: Callable[[], AnswerService],
+    org_domains: list[str],
+    reader: Reader,
 ) -> Outcome:
-    """Answers and replies; a failure of the index or the model is explained in the thread."""
+    """Answers and replies; a failure of the index or the model is explained in the thread
+    (opening the index included: `service` builds the answer service when first needed)."""
     principals = thread.reader_principals(org_domains, reader)
     history = thread.history()
     try:
-        answer = service.answer(thread.text, principals, history)
+        answer = service().answer(thread.text, principals, history)
     except (IndexUnavailable, EmbeddingError) as exc:
         log.warning("answer %s failed: %s", thread.question_id, exc.__class__.__name__)
         thread.post_notice(INDEX_DOWN)

@@ -135,7 +135,7 @@ def answer(platform: str, payload: dict[str, Any]) -> None:
     try:
         outcome = answer_in_thread(
             thread,
-            ctx.runtime.answer_service(),
+            ctx.runtime.answer_service,
             ctx.settings.ragbot_org_domains,
             ctx.runtime.reader,
         )

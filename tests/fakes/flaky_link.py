@@ -18,6 +18,8 @@ class FlakyLink:
         self.port = int(self._listener.getsockname()[1])
         self._up = threading.Event()
         self._up.set()
+        self._flowing = threading.Event()  # cleared: connections open, nothing answers
+        self._flowing.set()
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -37,7 +39,15 @@ class FlakyLink:
     def restore(self) -> None:
         self._up.set()
 
+    def freeze(self) -> None:
+        """Redis hangs: connections are accepted and requests sent, but nothing comes back."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     def close(self) -> None:
+        self.thaw()
         self.cut()
         self._listener.close()
 
@@ -63,6 +73,7 @@ class FlakyLink:
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass
