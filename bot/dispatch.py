@@ -1,7 +1,7 @@
 """Hands work to the workers: through Redis to Celery, or in-process when there is no Redis.
 
-The front door never runs the pipeline on its event loop: in-process mode runs tasks on one
-background thread (the embedded index is single-process and this keeps it single-threaded).
+The front door never runs the pipeline on its event loop: in-process mode runs tasks on a pool
+of background threads (`RAGBOT_WORKER_THREADS`), as a worker does, sharing one index handle.
 A task asking to be retried runs again after its countdown, as a worker would run it.
 """
 
@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 class Dispatcher:
     def __init__(self, settings: Settings) -> None:
         self.in_process = settings.redis_url is None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragbot-task")
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.ragbot_worker_threads, thread_name_prefix="ragbot-task"
+        )
         if self.in_process:
             import workers.tasks  # noqa: F401  (registers the tasks for eager runs)
 

@@ -53,8 +53,6 @@ class Stack:
             "worker",
             [
                 "worker",
-                "--pool",
-                "solo",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",

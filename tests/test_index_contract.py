@@ -136,3 +136,41 @@ def test_changing_the_acl_keeps_the_chunks_and_moves_who_sees_them(index: Index)
     assert index.stats("files").chunks == chunks
     assert index.document_versions("files") == {"plan": {"v1"}}
     assert index.document_acls("files") == {"plan": frozenset({"domain:acme.com"})}
+
+
+def test_searches_run_while_another_thread_writes(index: Index) -> None:
+    """A worker answers on many threads while a sync writes: no error, never a foreign hit."""
+    import threading
+
+    write(index, doc("files:public.md", "Trains for trips under four hours.", {"public"}))
+    failures: list[BaseException] = []
+    leaked: list[str] = []
+    done = threading.Event()
+
+    def search() -> None:
+        retriever = Retriever(EMBEDDER, index)
+        while not done.is_set():
+            try:
+                for hit in retriever.search("trains for trips", {"public"}, limit=5).hits:
+                    if hit.document_id != "files:public.md":
+                        leaked.append(hit.document_id)
+            except BaseException as exc:
+                failures.append(exc)
+                return
+
+    readers = [threading.Thread(target=search) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    for n in range(40):
+        write(
+            index,
+            doc(f"files:hr-{n % 5}.md", f"Trains for trips, band {n}.", {"group:hr"}, f"v{n}"),
+        )
+    index.commit()
+    done.set()
+    for reader in readers:
+        reader.join(30)
+    assert failures == [] and leaked == []
+    assert set(index.document_versions("files")) == {"files:public.md"} | {
+        f"files:hr-{n}.md" for n in range(5)
+    }

@@ -644,3 +644,38 @@ def test_a_hanging_redis_never_holds_up_acks_or_health_checks(
     finally:
         hung.stop()
         link.close()
+
+
+def test_questions_asked_together_are_answered_together(
+    stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    """One worker process writes several answers at once while the model takes its time."""
+    fake_llm.reply_seconds, fake_llm.max_in_flight = 1.5, 0
+    try:
+        asked = []
+        for n in range(6):
+            ts = fake_slack.user_says("C0BUSY", f"question {n}", ASKER)
+            stack.post_event(mention("C0BUSY", "How do I roll back a production deploy?", ts))
+            asked.append(ts)
+        for ts in asked:
+            assert "Deploying Services" in block_text(answer_in(fake_slack, "C0BUSY", ts))
+        assert fake_llm.max_in_flight >= 4, "answers were written one after another"
+    finally:
+        fake_llm.reply_seconds = 0.0
+
+
+def test_an_answer_slower_than_the_visibility_timeout_runs_once(
+    stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    """Slack throttles the answer's post for longer than RAGBOT_TASK_VISIBILITY_SECONDS (8 s):
+    the worker still holds the question, so no second worker (or thread) answers it again."""
+    fake_slack.faults.append(SlackFault("chat.update", 429, retry_after="14"))
+    question = "What is the hotel limit per night in Seoul?"
+    ts = fake_slack.user_says("C0SLOW", question, ASKER)
+    stack.post_event(mention("C0SLOW", question, ts))
+    answer = answer_in(fake_slack, "C0SLOW", ts, timeout=90)
+    assert "Travel and Expense Policy" in block_text(answer)
+    time.sleep(10)  # a second run would have started by now
+    asked = [b for p, b in fake_llm.requests if question in json.dumps(b, ensure_ascii=False)]
+    assert len(asked) == 1
+    assert len(replies_in(fake_slack, "C0SLOW", ts)) == 1

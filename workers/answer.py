@@ -83,6 +83,11 @@ def abstention(question: str) -> Answer:
     return Answer(text=ABSTAIN_KO if korean else ABSTAIN_EN, abstained=True)
 
 
+# A pasted log or document is not a question: what follows this many characters is left out
+# (embedding cost grows with length; a 40,000-character message held a worker for a minute).
+MAX_QUESTION_CHARS = 2000
+
+
 def search_query(question: str, history: Sequence[Turn]) -> str:
     """What to search for: a follow-up ("and for contractors?") carries the thread's last
     question with it, so retrieval sees the topic the follow-up leaves unsaid."""
@@ -256,7 +261,8 @@ class AnswerService:
         self, question: str, principals: Collection[str], history: Sequence[Turn] = ()
     ) -> Answer:
         """Raises LLMError or IndexUnavailable when a dependency is down; callers explain it."""
-        query = search_query(question, history)
+        question = question[:MAX_QUESTION_CHARS]
+        query = search_query(question, history)[:MAX_QUESTION_CHARS]
         retrieval = self.retriever.search(query, principals, limit=MAX_SOURCES)
         embedder = self.retriever.embedder
         hits = relevant_hits(query, retrieval, embedder.close_similarity, embedder.floor_similarity)

@@ -5,17 +5,23 @@ Without `REDIS_URL` tasks run eagerly in the calling process (same code, no brok
 Reliability: answer tasks are acknowledged only after they finish (`acks_late`) and return to
 the queue if their worker dies (`reject_on_worker_lost`); a killed worker's message becomes
 visible again after `RAGBOT_TASK_VISIBILITY_SECONDS`, and kombu's restore sweep runs every 5 s,
-so a question survives a crash. Answer tasks are time-limited below the visibility timeout so a
-slow answer is never handed to a second worker while the first still runs. Index tasks are
+so a question survives a crash. A live worker keeps the messages it holds invisible with
+heartbeats (workers/heartbeat.py), so a slow answer is never handed to a second worker while
+the first still runs. Workers run tasks on threads by default (`ragbot worker`). Index tasks are
 acknowledged on receipt instead: a sync can run for longer than any sane visibility timeout,
 and an interrupted sync is simply resumed from its checkpoint by the next run.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import redis
 from celery import Celery
+from celery.signals import task_received
 from kombu.entity import Queue
 
+from workers.heartbeat import Heartbeat
 from workers.settings import Settings
 
 ANSWER_QUEUE = "answer"
@@ -63,6 +69,14 @@ def make_celery(settings: Settings) -> Celery:
     if settings.redis_url:
         app.conf.broker_url = settings.redis_url
         app.conf.result_backend = settings.redis_url
+        heartbeat = Heartbeat(redis.Redis.from_url(settings.redis_url), visibility)
+
+        def hold(sender: Any = None, request: Any = None, **_: Any) -> None:
+            tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+            if tag:
+                heartbeat.hold(str(tag))
+
+        task_received.connect(hold, weak=False)
     else:
         app.conf.broker_url = "memory://"
         app.conf.task_always_eager = True

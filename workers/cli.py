@@ -237,12 +237,17 @@ def _worker(runtime: Runtime, args: argparse.Namespace) -> int:
     from workers.celery_app import app
 
     celery_args = list(args.celery_args)
-    concurrency_given = any(
-        a in ("-c", "--concurrency") or a.startswith("--concurrency=") for a in celery_args
-    )
-    if not runtime.settings.qdrant_url and not concurrency_given:
-        # The embedded index opens in one process only: one worker process owns it.
-        celery_args += ["--concurrency", "1"]
+
+    def given(*flags: str) -> bool:
+        return any(a in flags or a.startswith(tuple(f"{f}=" for f in flags)) for a in celery_args)
+
+    # One process answers many questions at once on threads that share one index handle and
+    # one embedding model (the embedded index opens in one process only, and answers mostly
+    # wait on the chat model). A process pool is still there for who asks for it.
+    if not given("-P", "--pool"):
+        celery_args += ["--pool", "threads"]
+    if not given("-c", "--concurrency"):
+        celery_args += ["--concurrency", str(runtime.settings.ragbot_worker_threads)]
     app.worker_main(["worker", "--loglevel=INFO", "-Q", args.queues, *celery_args])
     return 0
 

@@ -7,6 +7,7 @@ the worker owns it. Segments are optimised after writes so search stays in milli
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ class EdgeIndex:
         except Exception as exc:  # the engine raises plain exceptions with a message
             raise IndexUnavailable(f"the index at {path} could not be opened: {exc}") from exc
         self._dirty = False
+        # Searches and writes run on many threads at once (the engine is thread-safe); only
+        # the merge of fresh segments is done by one thread at a time.
+        self._merging = threading.Lock()
 
     def replace_document(
         self,
@@ -180,10 +184,14 @@ class EdgeIndex:
         self._dirty = True
 
     def _optimize_if_dirty(self) -> None:
-        """Merge freshly written segments once before reading, not after every write."""
-        if self._dirty:
-            self._shard.optimize()
-            self._dirty = False
+        """Merge freshly written segments once before reading, not after every write; a
+        reader that finds another thread merging searches at once instead of waiting."""
+        if self._dirty and self._merging.acquire(blocking=False):
+            try:
+                self._dirty = False  # writes made while merging mark it dirty again
+                self._shard.optimize()
+            finally:
+                self._merging.release()
 
     def commit(self) -> None:
         """After a batch of writes: persist segments and merge them so searches stay fast."""

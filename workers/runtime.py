@@ -6,8 +6,10 @@ use and closed with the runtime, so each command pays only for what it uses.
 
 from __future__ import annotations
 
-from functools import cached_property
+import threading
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any, TypeVar, cast
 
 import openai
 import redis
@@ -34,6 +36,7 @@ from workers.sync import Syncer
 from workers.tokens import BpeTokenCounter, counter_for_model
 
 SOURCES = ("files", "confluence", "gdrive")
+T = TypeVar("T")
 
 
 def configured_sources(settings: Settings) -> list[str]:
@@ -53,9 +56,20 @@ class NotConfigured(Exception):
 
 
 class Runtime:
+    """Shared by every thread of a worker: each part is built once, under a lock (two threads
+    opening the embedded index at once would collide on its lock file)."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._index: Index | None = None
+        self._lock = threading.RLock()
+        self._built: dict[str, Any] = {}
+
+    def _once(self, name: str, build: Callable[[], T]) -> T:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            return cast(T, self._built[name])
 
     def __enter__(self) -> Runtime:
         return self
@@ -69,36 +83,44 @@ class Runtime:
         self.close()
 
     def close(self) -> None:
-        if self._index is not None:
-            self._index.close()
-            self._index = None
+        with self._lock:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
 
-    @cached_property
+    @property
     def counter(self) -> BpeTokenCounter:
-        return counter_for_model(self.settings.ragbot_chat_model)
+        return self._once("counter", lambda: counter_for_model(self.settings.ragbot_chat_model))
 
-    @cached_property
+    @property
     def openai_client(self) -> openai.OpenAI:
         key = self.settings.openai_api_key
         if key is None:
             raise NotConfigured("OPENAI_API_KEY is not set")
-        return make_client(
-            key.get_secret_value(),
-            self.settings.openai_base_url,
-            timeout=self.settings.ragbot_llm_timeout_seconds,
+        return self._once(
+            "openai",
+            lambda: make_client(
+                key.get_secret_value(),
+                self.settings.openai_base_url,
+                timeout=self.settings.ragbot_llm_timeout_seconds,
+            ),
         )
 
-    @cached_property
+    @property
     def embedder(self) -> Embedder:
-        if self.settings.embed_model == "local":
-            return LocalE5Embedder()
-        return OpenAIEmbedder(self.openai_client, self.settings.embed_model)
+        def build() -> Embedder:
+            if self.settings.embed_model == "local":
+                return LocalE5Embedder()
+            return OpenAIEmbedder(self.openai_client, self.settings.embed_model)
+
+        return self._once("embedder", build)
 
     @property
     def index(self) -> Index:
-        if self._index is None:
-            self._index = self._open_index()
-        return self._index
+        with self._lock:
+            if self._index is None:
+                self._index = self._open_index()
+            return self._index
 
     def _open_index(self) -> Index:
         settings = self.settings
@@ -116,15 +138,18 @@ class Runtime:
         path = settings.ragbot_data_dir / "index" / self.embedder.name
         return EdgeIndex(path, self.embedder.dim)
 
-    @cached_property
+    @property
     def state(self) -> StateStore:
-        if self.settings.redis_url:
-            return RedisStateStore(redis.Redis.from_url(self.settings.redis_url))
-        return FileStateStore(self.settings.ragbot_data_dir / "sync-state.json")
+        def build() -> StateStore:
+            if self.settings.redis_url:
+                return RedisStateStore(redis.Redis.from_url(self.settings.redis_url))
+            return FileStateStore(self.settings.ragbot_data_dir / "sync-state.json")
 
-    @cached_property
+        return self._once("state", build)
+
+    @property
     def chunker(self) -> Chunker:
-        return Chunker(self.counter)
+        return self._once("chunker", lambda: Chunker(self.counter))
 
     def syncer(self) -> Syncer:
         return Syncer(

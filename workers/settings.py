@@ -92,10 +92,13 @@ class Settings(BaseSettings):
     )
     microsoft_login_url: str = "https://login.microsoftonline.com"
 
-    # A killed worker's unacknowledged question returns to the queue after this long; it must
-    # exceed the longest answer task, which is time-limited just below it (two LLM attempts of
-    # RAGBOT_LLM_TIMEOUT_SECONDS fit in the default minute).
+    # A killed worker's unacknowledged question returns to the queue after this long. A task
+    # still running is never handed out again, however long it takes: its worker keeps its
+    # message invisible with heartbeats (workers/heartbeat.py).
     ragbot_task_visibility_seconds: int = Field(default=60, ge=5)
+    # Tasks one worker process runs at once, on threads sharing one index handle and one
+    # embedding model: answers mostly wait on the chat model, so many fit on two cores.
+    ragbot_worker_threads: int = Field(default=32, ge=1, le=256)
     ragbot_sync_interval_seconds: int = Field(default=300, ge=10)
     ragbot_deletion_check_seconds: int = Field(default=3600, ge=60)
     ragbot_idempotency_ttl_seconds: int = Field(default=3600, ge=900)

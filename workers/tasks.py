@@ -39,6 +39,7 @@ ANSWER_MEMORY_SECONDS = 30 * 86400
 # Where an admin command's result goes: a Slack response URL, or {"teams": <TeamsQuestion>}.
 ReplyTo = str | dict[str, Any] | None
 SYNC_LOCK_SECONDS = 6 * 3600
+ANSWER_SOFT_LIMIT_SECONDS = 300
 
 
 class WorkerContext:
@@ -116,16 +117,13 @@ def context() -> WorkerContext:
         return _context
 
 
-def _visibility() -> int:
-    return Settings().ragbot_task_visibility_seconds
-
-
 @app.task(
     name="ragbot.answer",
     acks_late=True,
     reject_on_worker_lost=True,
-    soft_time_limit=max(_visibility() - 10, 3),
-    time_limit=max(_visibility() - 5, 4),
+    # Enforced by process pools only; on threads each step has its own timeout instead.
+    soft_time_limit=ANSWER_SOFT_LIMIT_SECONDS,
+    time_limit=ANSWER_SOFT_LIMIT_SECONDS + 10,
 )
 def answer(platform: str, payload: dict[str, Any]) -> None:
     """Answer one chat question in its thread; delivery is retried with backoff in the task."""

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ class FakeOpenAI:
     responder: Callable[[Messages], str] = cite_first_source
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    reply_seconds: float = 0.0  # every chat reply takes this long: a slow model
+    max_in_flight: int = 0  # most chat requests being answered at the same moment
+    _in_flight: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: LoopbackServer | None = None
 
     @property
@@ -92,6 +97,17 @@ class FakeOpenAI:
         return send_json(h, 404, _error(f"Unknown path {h.path}", "not_found"))
 
     def _chat(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            time.sleep(self.reply_seconds)
+            self._reply(h, body)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _reply(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         content = self.responder(body["messages"])
         created = int(time.time())
         if not body.get("stream"):
