@@ -43,8 +43,10 @@ class ParseLimits:
     max_bytes: int = 20 * MB  # read from the source per document
     max_inflated_bytes: int = 100 * MB  # an archive's declared content, all entries together
     max_entries: int = 10_000  # entries in one archive
-    seconds: float = 60.0  # wall-clock budget to turn one document into text
-    memory_bytes: int = 1024 * MB  # address space of the process that parses it
+    seconds: float = 30.0  # wall-clock budget to turn one document into text
+    # Address space of the process that parses it: about 200 MB is the interpreter and the
+    # format libraries, the rest is the document's.
+    memory_bytes: int = 600 * MB
 
 
 def to_markdown(data: bytes, suffix: str, limits: ParseLimits | None = None) -> str:

@@ -54,8 +54,8 @@ class Settings(BaseSettings):
     ragbot_max_file_mb: int = Field(default=20, ge=1)
     ragbot_max_inflated_mb: int = Field(default=100, ge=1)
     ragbot_max_archive_entries: int = Field(default=10_000, ge=10)
-    ragbot_parse_seconds: float = Field(default=60.0, gt=0)
-    ragbot_parse_memory_mb: int = Field(default=1024, ge=256)
+    ragbot_parse_seconds: float = Field(default=30.0, gt=0)
+    ragbot_parse_memory_mb: int = Field(default=600, ge=256)
     ragbot_max_chunks_per_document: int = Field(default=500, ge=1)
 
     confluence_url: str | None = None
