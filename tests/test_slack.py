@@ -679,3 +679,16 @@ def test_an_answer_slower_than_the_visibility_timeout_runs_once(
     asked = [b for p, b in fake_llm.requests if question in json.dumps(b, ensure_ascii=False)]
     assert len(asked) == 1
     assert len(replies_in(fake_slack, "C0SLOW", ts)) == 1
+
+
+def test_a_pasted_wall_of_text_is_cut_before_it_is_embedded_or_sent(
+    stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    question = "How do I roll back a production deploy? " + "stack trace line " * 2400
+    ts = fake_slack.user_says("C0WALL", question, ASKER)
+    asked = len(fake_llm.requests)
+    stack.post_event(mention("C0WALL", question, ts))
+    answer_in(fake_slack, "C0WALL", ts)
+    (request,) = [b for _, b in fake_llm.requests[asked:] if "roll back" in json.dumps(b)]
+    sent = request["messages"][-1]["content"]
+    assert "stack trace line" in sent and sent.count("stack trace line") < 150
