@@ -549,12 +549,23 @@ def test_without_redis_the_front_door_answers_by_itself(
         alone.stop()
 
 
+@pytest.fixture
+def link(redis_url: str) -> Iterator[FlakyLink]:
+    """The test's own way to Redis, to cut or freeze while the real server stays up."""
+    flaky = FlakyLink.to(redis_url)
+    yield flaky
+    flaky.close()
+
+
 def test_a_redis_blip_while_posting_delays_the_answer_but_never_loses_it(
-    stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI, redis_url: str, tmp_path: Path
+    stack: SlackStack,
+    fake_slack: FakeSlack,
+    fake_llm: FakeOpenAI,
+    redis_url: str,
+    link: FlakyLink,
+    tmp_path: Path,
 ) -> None:
     """Redis goes away after the question is queued and comes back while the answer is posted."""
-    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
-    link = FlakyLink(host, int(port))
     queue_db = link.url(db=11)
     redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/11").flushdb()
     data_dir = tmp_path / "data"  # this stack's worker owns its own copy of the index
@@ -579,14 +590,11 @@ def test_a_redis_blip_while_posting_delays_the_answer_but_never_loses_it(
         assert len(replies_in(fake_slack, "C0BLIP", ts)) == 1
     finally:
         blip.stop()
-        link.close()
 
 
 def test_while_redis_is_down_each_question_is_told_once(
-    stack: SlackStack, fake_slack: FakeSlack, redis_url: str
+    stack: SlackStack, fake_slack: FakeSlack, link: FlakyLink
 ) -> None:
-    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
-    link = FlakyLink(host, int(port))
     down = SlackStack(stack.env | {"REDIS_URL": link.url(db=11)}, free_port(), stack.logs)
     down.start_server()
     link.cut()
@@ -608,15 +616,12 @@ def test_while_redis_is_down_each_question_is_told_once(
         assert "queue is down" in fake_slack.responses[-1]["text"]
     finally:
         down.stop()
-        link.close()
 
 
 def test_a_hanging_redis_never_holds_up_acks_or_health_checks(
-    stack: SlackStack, fake_slack: FakeSlack, redis_url: str
+    stack: SlackStack, fake_slack: FakeSlack, link: FlakyLink
 ) -> None:
     """Slack gives up on an event not acknowledged within 3 s; health checks must answer too."""
-    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
-    link = FlakyLink(host, int(port))
     hung = SlackStack(stack.env | {"REDIS_URL": link.url(db=11)}, free_port(), stack.logs)
     hung.start_server()
     link.freeze()
@@ -643,7 +648,6 @@ def test_a_hanging_redis_never_holds_up_acks_or_health_checks(
             assert "queue is down" in notice["text"]
     finally:
         hung.stop()
-        link.close()
 
 
 def test_questions_asked_together_are_answered_together(

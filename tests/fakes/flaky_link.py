@@ -24,6 +24,12 @@ class FlakyLink:
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
+    @classmethod
+    def to(cls, redis_url: str) -> FlakyLink:
+        """A link to the Redis server that `redis_url` names."""
+        host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
+        return cls(host, int(port))
+
     def url(self, db: int) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
