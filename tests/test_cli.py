@@ -125,6 +125,8 @@ def test_eval_prints_the_documented_metrics(tmp_path: Path) -> None:
         str(corpus),
         "--queries",
         str(queries),
+        "--mode",
+        "all",
         "--json",
         env={"RAGBOT_DATA_DIR": str(tmp_path / "data")},
     )
@@ -132,6 +134,22 @@ def test_eval_prints_the_documented_metrics(tmp_path: Path) -> None:
     metrics = json.loads(result.stdout)
     assert metrics["n"] == 3 and metrics["hit@5"] == metrics["hit@10"] == metrics["mrr@10"] == 1.0
     assert {"dense", "sparse", "hybrid"} <= set(metrics)
+    assert metrics["hit@5"] == metrics["hybrid"]["hit@5"]
+
+    only = run(
+        "eval",
+        "--corpus",
+        str(corpus),
+        "--queries",
+        str(queries),
+        "--mode",
+        "sparse",
+        "--json",
+        env={"RAGBOT_DATA_DIR": str(tmp_path / "data")},
+    )
+    sparse = json.loads(only.stdout)
+    assert "sparse" in sparse and "dense" not in sparse and "hybrid" not in sparse
+    assert sparse["mrr@10"] == sparse["sparse"]["mrr@10"]
 
     broken = run(
         "eval",

@@ -25,6 +25,7 @@ from workers.freshness import age_text
 from workers.index import IndexUnavailable
 from workers.llm import LLMError
 from workers.readers import ReaderError, for_email, org_wide
+from workers.retrieve import MODES
 from workers.runtime import SOURCES, NotConfigured, Runtime
 from workers.settings import Settings
 from workers.state import StateUnavailable
@@ -91,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--corpus", type=Path, required=True)
     ev.add_argument("--queries", type=Path, required=True)
     ev.add_argument("--k", type=int, default=10)
+    ev.add_argument(
+        "--mode",
+        choices=(*MODES, "all"),
+        default="hybrid",
+        help="retriever to measure (default: the shipped hybrid); all: each side and the hybrid",
+    )
     ev.add_argument("--json", action="store_true")
     return parser
 
@@ -267,14 +274,15 @@ def _eval(runtime: Runtime, args: argparse.Namespace) -> int:
     if args.k < 1:
         print("ragbot: --k must be at least 1", file=sys.stderr)
         return 2
-    result = evaluate(args.corpus, args.queries, args.k, runtime.embedder, runtime.chunker)
+    modes = MODES if args.mode == "all" else (args.mode,)
+    result = evaluate(args.corpus, args.queries, args.k, runtime.embedder, runtime.chunker, modes)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
         print(
             f"{result['n']} questions, {result['documents']} documents, {result['chunks']} chunks"
         )
-        for mode in ("hybrid", "dense", "sparse"):
+        for mode in [m for m in ("hybrid", "dense", "sparse") if m in result]:
             m = result[mode]
             figures = "  ".join(f"{key} {m[key]:.3f}" for key in ("hit@5", "hit@10", "mrr@10"))
             print(f"  {mode:<7} {figures}")

@@ -1,0 +1,226 @@
+"""How to fuse the dense and sparse rankings, chosen leave-one-set-out and judged by the worst set.
+
+Usage: python -m benchmarks.retrieval_study [EVAL_DIR]   (after `python -m benchmarks.eval_cache`)
+
+Scores every question of every set offline from the cached embeddings: dense = cosine over all
+chunks; sparse = our sparse vectors with BM25 IDF as the index applies it. Then, for each
+candidate fusion, hit@5 and MRR@10 over chunks (a hit is a chunk of a gold document), and its
+margin over the better half of the same set. For each held-out set, the candidate with the best
+worst margin on the *other* sets is picked and reported on the held-out one.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.eval_cache import SETS, EmbeddedSet, load
+from workers.sparse import BM25_B, BM25_K1, _index, terms
+
+DEPTH = 50
+Table = dict[str, dict[str, tuple[float, float, float]]]
+
+
+@dataclass
+class Lists:
+    """Per question: the top chunk indices and scores of each side."""
+
+    dense: list[tuple[np.ndarray, np.ndarray]]
+    sparse: list[tuple[np.ndarray, np.ndarray]]
+    doc_of: list[str]
+    golds: list[set[str]]
+
+
+def sparse_matrix(
+    texts: list[str], average: float | None
+) -> tuple[list[dict[int, float]], dict[int, float]]:
+    counted = [Counter(terms(t)) for t in texts]
+    lengths = [sum(c.values()) for c in counted]
+    avg = average or (sum(lengths) / max(len(lengths), 1))
+    weights: list[dict[int, float]] = []
+    df: Counter[int] = Counter()
+    for counts, length in zip(counted, lengths, strict=True):
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * length / avg)
+        row: dict[int, float] = defaultdict(float)
+        for term, tf in counts.items():
+            row[_index(term)] += tf * (BM25_K1 + 1) / (tf + norm)
+        weights.append(dict(row))
+        df.update(row.keys())
+    n = len(texts)
+    idf = {i: math.log(1 + (n - d + 0.5) / (d + 0.5)) for i, d in df.items()}
+    return weights, idf
+
+
+def build_lists(data: EmbeddedSet, average: float | None) -> Lists:
+    texts = [c.embed_text for c in data.chunks]
+    weights, idf = sparse_matrix(texts, average)
+    postings: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    for row_index, row in enumerate(weights):
+        for term, weight in row.items():
+            postings[term].append((row_index, weight))
+    chunks = data.chunk_vectors / np.linalg.norm(data.chunk_vectors, axis=1, keepdims=True)
+    dense, sparse = [], []
+    for question, vector in zip(data.questions, data.question_vectors, strict=True):
+        cosine = chunks @ (vector / np.linalg.norm(vector))
+        top = np.argsort(-cosine)[:DEPTH]
+        dense.append((top, cosine[top]))
+        scores = np.zeros(len(texts))
+        for term in {_index(t) for t in terms(question)}:
+            for row_index, weight in postings.get(term, ()):
+                scores[row_index] += idf[term] * weight
+        top = np.argsort(-scores)[:DEPTH]
+        keep = scores[top] > 0
+        sparse.append((top[keep], scores[top][keep]))
+    return Lists(dense, sparse, [c.document_id for c in data.chunks], data.golds)
+
+
+def metrics(lists: Lists, ranked: list[list[int]]) -> tuple[float, float]:
+    hit5 = mrr = 0.0
+    for order, gold in zip(ranked, lists.golds, strict=True):
+        for rank, chunk in enumerate(order[:10]):
+            if lists.doc_of[chunk] in gold:
+                hit5 += rank < 5
+                mrr += 1 / (rank + 1)
+                break
+    n = len(lists.golds)
+    return hit5 / n, mrr / n
+
+
+Fusion = Callable[[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], str], list[int]]
+
+
+def rrf(wd: float, ws: float, k: float) -> Fusion:
+    def fuse(dense, sparse, question):  # type: ignore[no-untyped-def]
+        scores: dict[int, float] = defaultdict(float)
+        for weight, (ids, _) in ((wd, dense), (ws, sparse)):
+            for rank, chunk in enumerate(ids):
+                scores[int(chunk)] += weight / (k + rank + 1)
+        return sorted(scores, key=lambda c: -scores[c])
+
+    return fuse
+
+
+def decisiveness(values: np.ndarray, depth: int) -> float:
+    """How far the top score stands out of the rest of the side's own list (0 when flat)."""
+    if len(values) < 2:
+        return 0.0
+    rest = values[1 : depth + 1]
+    spread = float(np.std(values[: depth + 1])) or 1e-9
+    return max(float(values[0] - rest.mean()) / spread, 0.0)
+
+
+def adaptive(k: float, depth: int, power: float, floor: float) -> Fusion:
+    """Weighted RRF whose weights follow each side's decisiveness for this question."""
+
+    def fuse(dense, sparse, question):  # type: ignore[no-untyped-def]
+        d = decisiveness(dense[1], depth) ** power
+        s = decisiveness(sparse[1], depth) ** power if len(sparse[1]) else 0.0
+        total = d + s or 1.0
+        wd, ws = floor + d / total, floor + s / total
+        return rrf(wd, ws, k)(dense, sparse, question)
+
+    return fuse
+
+
+def normalized(alpha: float) -> Fusion:
+    """Convex mix of min-max normalised scores over each side's own top list."""
+
+    def fuse(dense, sparse, question):  # type: ignore[no-untyped-def]
+        scores: dict[int, float] = defaultdict(float)
+        for weight, (ids, values) in ((alpha, dense), (1 - alpha, sparse)):
+            if not len(values):
+                continue
+            low, high = float(values.min()), float(values.max())
+            for chunk, value in zip(ids, values, strict=True):
+                scores[int(chunk)] += weight * ((value - low) / ((high - low) or 1.0))
+        return sorted(scores, key=lambda c: -scores[c])
+
+    return fuse
+
+
+def language(k: float) -> Fusion:
+    from workers.retrieve import fusion_weights
+
+    def fuse(dense, sparse, question):  # type: ignore[no-untyped-def]
+        wd, ws = fusion_weights(question)
+        return rrf(wd, ws, k)(dense, sparse, question)
+
+    return fuse
+
+
+def candidates() -> dict[str, Fusion]:
+    found: dict[str, Fusion] = {"language-rrf k10 (shipped)": language(10)}
+    for k in (10, 30, 60):
+        for wd, ws in ((1, 1), (2, 1), (1, 2), (3, 2), (2, 3)):
+            found[f"rrf {wd}:{ws} k{k}"] = rrf(wd, ws, k)
+        for depth in (5, 10, 20):
+            for power in (1.0, 2.0):
+                for floor in (0.0, 0.25, 0.5):
+                    found[f"adaptive k{k} d{depth} p{power:g} f{floor:g}"] = adaptive(
+                        k, depth, power, floor
+                    )
+    for alpha in (0.3, 0.4, 0.5, 0.6, 0.7):
+        found[f"minmax a{alpha:g}"] = normalized(alpha)
+    return found
+
+
+def main() -> None:
+    eval_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("../shared/eval")
+    sets = {name: load(eval_dir, name) for name in SETS}
+    for average_label, average in (("fixed 250-term average", 250.0), ("corpus average", None)):
+        print(f"\n## sparse: BM25 with the {average_label}")
+        lists = {name: build_lists(data, average) for name, data in sets.items()}
+        halves = {}
+        for name, side in lists.items():
+            d = metrics(side, [list(map(int, ids)) for ids, _ in side.dense])
+            s = metrics(side, [list(map(int, ids)) for ids, _ in side.sparse])
+            halves[name] = (max(d[0], s[0]), max(d[1], s[1]))
+            print(f"{name}: dense {d[0]:.3f}/{d[1]:.3f}  sparse {s[0]:.3f}/{s[1]:.3f}")
+        table: Table = {}
+        for label, fuse in candidates().items():
+            table[label] = {}
+            for name, side in lists.items():
+                questions = sets[name].questions
+                pairs = zip(side.dense, side.sparse, questions, strict=True)
+                ranked = [fuse(d, s, q) for d, s, q in pairs]
+                h, m = metrics(side, ranked)
+                table[label][name] = (h, m, min(h - halves[name][0], m - halves[name][1]))
+
+        report(table)
+
+
+def report(table: Table) -> None:
+    """Leave-one-set-out picks, then the candidates with the best worst-set margin."""
+
+    def worst(label: str, among: tuple[str, ...] | list[str]) -> float:
+        return min(table[label][s][2] for s in among)
+
+    def row(label: str) -> str:
+        cells = [table[label][s] for s in SETS]
+        return "  ".join(
+            f"{s} {h:.3f}/{m:.3f} ({g:+.3f})" for s, (h, m, g) in zip(SETS, cells, strict=True)
+        )
+
+    for held_out in SETS:
+        others = [s for s in SETS if s != held_out]
+        best = max(table, key=lambda c: worst(c, others))
+        h, m, margin = table[best][held_out]
+        print(
+            f"held out {held_out}: chose [{best}] on the others -> {h:.3f}/{m:.3f}, "
+            f"margin over its better half {margin:+.3f}"
+        )
+    ranked_labels = sorted(table, key=lambda c: -worst(c, SETS))
+    print(f"best worst-set margin on all sets: [{ranked_labels[0]}] {row(ranked_labels[0])}")
+    print(f"shipped today: {row('language-rrf k10 (shipped)')}")
+    for label in ranked_labels[:8]:
+        print(f"  {label}: {row(label)}")
+
+
+if __name__ == "__main__":
+    main()
