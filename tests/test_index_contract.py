@@ -179,3 +179,17 @@ def test_searches_run_while_another_thread_writes(index: Index) -> None:
     assert set(index.document_versions("files")) == {"files:public.md"} | {
         f"files:hr-{n}.md" for n in range(5)
     }
+
+
+def test_the_index_knows_its_average_passage_length(index: Index) -> None:
+    """BM25 normalises by the corpus's own average length, which the index keeps."""
+    from workers.sparse import terms
+
+    assert index.term_statistics() == (0, 0)
+    first = doc("files:a.md", "Trains for trips under four hours.", {"public"})
+    second = doc("files:b.md", "# Hotels\n\nHotels cost at most 180 EUR a night.", {"group:hr"})
+    lengths = []
+    for document in (first, second):
+        write(index, document)
+        lengths += [len(terms(c.embed_text)) for c in CHUNKER.chunk(document)]
+    assert index.term_statistics() == (len(lengths), sum(lengths))

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from connectors.base import Document
 from workers.chunking import Chunk
 from workers.embed import Vectors
-from workers.sparse import SparseVector
+from workers.sparse import SparseVector, terms
 
 DENSE = "dense"
 SPARSE = "sparse"
@@ -91,6 +91,10 @@ class Index(Protocol):
 
     def stats(self, source: str) -> SourceStats: ...
 
+    def term_statistics(self) -> tuple[int, int]:
+        """(passages, their total terms) over the whole index, for BM25's average length."""
+        ...
+
     def principals(self, source: str) -> set[str]:
         """Every principal named in the ACLs of `source`'s documents."""
         ...
@@ -122,7 +126,14 @@ def chunk_payload(document: Document, chunk: Chunk) -> dict[str, Any]:
         "headings": list(chunk.headings),
         "breadcrumb": chunk.breadcrumb,
         "text": chunk.text,
+        "terms": len(terms(chunk.embed_text)),
     }
+
+
+def sum_terms(rows: Iterable[dict[str, Any]]) -> tuple[int, int]:
+    """Passages that record their length, and the lengths' total (older points do not)."""
+    lengths = [int(row["terms"]) for row in rows if isinstance(row.get("terms"), int)]
+    return len(lengths), sum(lengths)
 
 
 def hit_from_payload(payload: dict[str, Any], score: float) -> Hit:

@@ -29,6 +29,7 @@ from workers.index import (
     collect_versions,
     hit_from_payload,
     prepare_points,
+    sum_terms,
 )
 from workers.sparse import SparseVector
 
@@ -126,6 +127,9 @@ class EdgeIndex:
         query = qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=SPARSE)
         return self._search(query, principals, limit)
 
+    def term_statistics(self) -> tuple[int, int]:
+        return sum_terms(self._scroll(None, ["terms"]))
+
     def stats(self, source: str) -> SourceStats:
         rows = self._scroll(qe.Filter(must=[_match("source", source)]), ["document_id"])
         documents = {row["document_id"] for row in rows}
@@ -163,7 +167,7 @@ class EdgeIndex:
             raise IndexUnavailable(f"the embedded index failed a search: {exc}") from exc
         return [hit_from_payload(p.payload or {}, p.score) for p in points]
 
-    def _scroll(self, filter_: qe.Filter, fields: list[str]) -> list[dict[str, Any]]:
+    def _scroll(self, filter_: qe.Filter | None, fields: list[str]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         offset = None
         while True:

@@ -27,6 +27,7 @@ from workers.index import (
     collect_versions,
     hit_from_payload,
     prepare_points,
+    sum_terms,
 )
 from workers.sparse import SparseVector
 
@@ -120,6 +121,9 @@ class ServerIndex:
         query = models.SparseVector(indices=vector.indices, values=vector.values)
         return self._search(query, SPARSE, principals, limit)
 
+    def term_statistics(self) -> tuple[int, int]:
+        return sum_terms(self._scroll(None, ["terms"]))
+
     def stats(self, source: str) -> SourceStats:
         rows = self._scroll(source, ["document_id"])
         return SourceStats(documents=len({r["document_id"] for r in rows}), chunks=len(rows))
@@ -157,8 +161,8 @@ class ServerIndex:
         )
         return [hit_from_payload(p.payload or {}, p.score) for p in response.points]
 
-    def _scroll(self, source: str, fields: list[str]) -> list[dict[str, Any]]:
-        selector = models.Filter(must=[_match("source", source)])
+    def _scroll(self, source: str | None, fields: list[str]) -> list[dict[str, Any]]:
+        selector = models.Filter(must=[_match("source", source)]) if source else None
         rows: list[dict[str, Any]] = []
         offset: Any = None
         while True:

@@ -6,7 +6,10 @@ nouns), so Hangul runs are indexed as overlapping character bigrams. Identifiers
 the exact code matches exactly while a query for a part still matches.
 
 Document vectors carry BM25's saturated term frequency; query vectors carry 1 per term; the
-index applies IDF (Qdrant's `Modifier.IDF`), so together they score as BM25.
+index applies IDF (Qdrant's `Modifier.IDF`), so together they score as BM25. Length
+normalisation needs the index's average passage length at write time: the sync passes the
+running mean of what the index holds (`TermLengths`), so a corpus of short sections and one of
+long Korean pages are each normalised against their own average, as BM25 means.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from dataclasses import dataclass
 
 BM25_K1 = 1.2
 BM25_B = 0.75
-# Qdrant's IDF modifier needs no corpus statistics at write time; length normalisation does,
-# so it uses a fixed typical chunk length (in terms) instead of the live average.
+# The average passage length (in terms) assumed before the index holds any passage; it counts
+# as one passage in the running mean, so it fades after the first few documents.
 AVERAGE_TERMS = 250.0
 INDEX_SPACE = 2**31 - 1
 
@@ -84,11 +87,27 @@ def _vector(weights: dict[int, float]) -> SparseVector:
     return SparseVector(indices, [weights[i] for i in indices])
 
 
-def document_vector(text: str) -> SparseVector:
-    """BM25 term-frequency weights for a passage."""
+class TermLengths:
+    """The running mean passage length of an index, in terms, seeded with `AVERAGE_TERMS`."""
+
+    def __init__(self, passages: int = 0, total_terms: int = 0) -> None:
+        self.passages = passages
+        self.total_terms = total_terms
+
+    @property
+    def average(self) -> float:
+        return (AVERAGE_TERMS + self.total_terms) / (self.passages + 1)
+
+    def add(self, lengths: list[int]) -> None:
+        self.passages += len(lengths)
+        self.total_terms += sum(lengths)
+
+
+def document_vector(text: str, average_terms: float = AVERAGE_TERMS) -> SparseVector:
+    """BM25 term-frequency weights for a passage, normalised by the index's average length."""
     counts = Counter(terms(text))
     length = sum(counts.values())
-    norm = BM25_K1 * (1 - BM25_B + BM25_B * length / AVERAGE_TERMS)
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * length / average_terms)
     weights: dict[int, float] = {}
     for term, tf in counts.items():
         index = _index(term)

@@ -26,7 +26,7 @@ from connectors.base import (
 from workers.chunking import Chunker
 from workers.embed import Embedder, EmbeddingError
 from workers.index import Index, IndexUnavailable
-from workers.sparse import document_vector
+from workers.sparse import TermLengths, document_vector, terms
 from workers.state import SourceState, StateStore, StateUnavailable, checkpoint_of
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class Syncer:
         self.chunker = chunker
         self.state = state
         self.max_chunks = max_chunks_per_document
+        self._lengths = TermLengths()
 
     def sync(self, connector: Connector, full: bool = False, prune: bool = True) -> SyncReport:
         """Index the changes; with `prune`, also remove what the source no longer lists."""
@@ -92,6 +93,7 @@ class Syncer:
         state.last_attempt_at = _now()
         try:
             known = self.index.document_versions(source)
+            self._lengths = TermLengths(*self.index.term_statistics())
             checkpoint = None if full else checkpoint_of(source, state)
             if full:
                 state.skipped = {}
@@ -177,7 +179,9 @@ class Syncer:
         embed_started = time.perf_counter()
         dense = self.embedder.embed_passages(texts)
         report.embed_seconds += time.perf_counter() - embed_started
-        sparse = [document_vector(text) for text in texts]
+        average = self._lengths.average
+        sparse = [document_vector(text, average) for text in texts]
+        self._lengths.add([len(terms(text)) for text in texts])
         self.index.replace_document(document, chunks, dense, sparse)
         known[document.id] = {document.version}
         report.indexed += 1
