@@ -84,8 +84,7 @@ def measure(path: Path, queries: int, seed: int = 11) -> dict[str, float]:
         started = time.perf_counter()
         dense = index.search_dense(vector, principals, 50)
         sparse = index.search_sparse(query_vector(question), principals, 50)
-        weights = fusion_weights(question, sparse)
-        fused = rrf(list(zip((dense, sparse), weights, strict=True)))[:10]
+        fused = rrf(list(zip((dense, sparse), fusion_weights(question), strict=True)))[:10]
         timings.append(time.perf_counter() - started)
         assert all(h.document_id.startswith("bench:") for h in fused)
     index.close()

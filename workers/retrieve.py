@@ -1,11 +1,12 @@
 """Hybrid retrieval: dense and sparse searches, ACL-filtered, fused by weighted RRF.
 
-Which side should lead differs by question, not by language: exact product terms in a manual
-favour the lexical side in English too, while a long scenario question or one asked in another
-language than the documents leaves nothing lexical to match. So the sparse side's weight
-follows evidence the search itself returns: how much of the question the best lexical hit
-covers (`lexical_coverage`). The constants were chosen leave-one-set-out on `shared/eval` and
-judged by the worst set (benchmarks/retrieval_study.py, figures in benchmarks/RESULTS.md).
+Measured on `shared/eval` (benchmarks/RESULTS.md): the dense model wins on English questions
+and the lexical side on Korean ones, and an equal-weight fusion loses to the better side on
+both. So each side's weight follows the share of Hangul in the question: English questions
+lean on the dense ranking, Korean ones on the lexical ranking. Language-free rules (weights that
+follow how much of the question the best lexical hit covers, or how far each side's best hit
+stands out) were measured leave-one-set-out on all three sets and none yet holds up as well on
+the worst set (benchmarks/retrieval_study.py; figures in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from typing import Literal
 
 from workers.embed import Embedder
 from workers.index import Hit, Index
-from workers.sparse import query_vector, terms
+from workers.sparse import query_vector
 
 Mode = Literal["hybrid", "dense", "sparse"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "sparse")
 
 RRF_K = 10
 CANDIDATES = 50
-# The sparse side's weight is SPARSE_SCALE * coverage ** SPARSE_POWER against the dense side's 1.
-SPARSE_SCALE = 6.0
-SPARSE_POWER = 2.0
+# (dense, sparse) weights at the two ends of the Hangul share; interpolated in between.
+ENGLISH_WEIGHTS = (3.0, 1.0)
+KOREAN_WEIGHTS = (1.0, 3.0)
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -48,18 +49,11 @@ def hangul_share(text: str) -> float:
     return sum(1 for ch in letters if _HANGUL.match(ch)) / len(letters)
 
 
-def lexical_coverage(question: str, sparse: list[Hit]) -> float:
-    """Share of the question's terms found in the best lexical hit (0 when there is none)."""
-    wanted = set(terms(question))
-    if not wanted or not sparse:
-        return 0.0
-    best = sparse[0]
-    return len(wanted & set(terms(f"{best.breadcrumb}\n\n{best.text}"))) / len(wanted)
-
-
-def fusion_weights(question: str, sparse: list[Hit]) -> tuple[float, float]:
-    """(dense, sparse) weights for this question's fusion."""
-    return 1.0, SPARSE_SCALE * lexical_coverage(question, sparse) ** SPARSE_POWER
+def fusion_weights(question: str) -> tuple[float, float]:
+    share = hangul_share(question)
+    dense = ENGLISH_WEIGHTS[0] + share * (KOREAN_WEIGHTS[0] - ENGLISH_WEIGHTS[0])
+    sparse = ENGLISH_WEIGHTS[1] + share * (KOREAN_WEIGHTS[1] - ENGLISH_WEIGHTS[1])
+    return dense, sparse
 
 
 def rrf(rankings: list[tuple[list[Hit], float]], k: int = RRF_K) -> list[Hit]:
@@ -101,7 +95,7 @@ class Retriever:
         elif mode == "sparse":
             fused = sparse
         else:
-            dense_weight, sparse_weight = fusion_weights(question, sparse)
+            dense_weight, sparse_weight = fusion_weights(question)
             fused = rrf([(dense, dense_weight), (sparse, sparse_weight)])
         return Retrieval(
             hits=fused[:limit],
