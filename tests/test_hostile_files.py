@@ -166,9 +166,11 @@ def test_a_document_that_parses_too_slowly_or_too_greedily_is_skipped() -> None:
             parser.to_markdown(greedy, ".docx")
         # The next document gets a fresh parser and reads normally.
         assert parser.to_markdown(word_file(), ".docx").startswith("# Travel")
-    with IsolatedParser(ParseLimits(seconds=0.5)) as parser:
-        with pytest.raises(UnreadableDocument, match=r"longer than 0\.5 s"):
-            parser.to_markdown(slow, ".html")
+    with (
+        IsolatedParser(ParseLimits(seconds=0.5)) as parser,
+        pytest.raises(UnreadableDocument, match=r"longer than 0\.5 s"),
+    ):
+        parser.to_markdown(slow, ".html")
 
 
 def test_a_document_too_long_to_embed_is_cut_and_reported(tmp_path: Path) -> None:
