@@ -15,7 +15,7 @@ from workers.embed import LocalE5Embedder
 from workers.evaluate import evaluate
 from workers.tokens import counter_for_model
 
-SETS = ("conditionalqa", "allganize_ko")
+SETS = ("conditionalqa", "allganize_ko", "mtrag_ibmcloud")
 
 
 def main() -> None:
