@@ -119,46 +119,23 @@ def test_eval_prints_the_documented_metrics(tmp_path: Path) -> None:
     queries.write_text(
         "\n".join(json.dumps(q, ensure_ascii=False) for q in questions), encoding="utf-8"
     )
-    result = run(
-        "eval",
-        "--corpus",
-        str(corpus),
-        "--queries",
-        str(queries),
-        "--mode",
-        "all",
-        "--json",
-        env={"RAGBOT_DATA_DIR": str(tmp_path / "data")},
-    )
+
+    def evaluate(corpus: Path, *options: str) -> subprocess.CompletedProcess[str]:
+        files = ("--corpus", str(corpus), "--queries", str(queries))
+        return run("eval", *files, *options, env={"RAGBOT_DATA_DIR": str(tmp_path / "data")})
+
+    result = evaluate(corpus, "--mode", "all", "--json")
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["n"] == 3 and metrics["hit@5"] == metrics["hit@10"] == metrics["mrr@10"] == 1.0
     assert {"dense", "sparse", "hybrid"} <= set(metrics)
     assert metrics["hit@5"] == metrics["hybrid"]["hit@5"]
 
-    only = run(
-        "eval",
-        "--corpus",
-        str(corpus),
-        "--queries",
-        str(queries),
-        "--mode",
-        "sparse",
-        "--json",
-        env={"RAGBOT_DATA_DIR": str(tmp_path / "data")},
-    )
-    sparse = json.loads(only.stdout)
+    sparse = json.loads(evaluate(corpus, "--mode", "sparse", "--json").stdout)
     assert "sparse" in sparse and "dense" not in sparse and "hybrid" not in sparse
     assert sparse["mrr@10"] == sparse["sparse"]["mrr@10"]
 
-    broken = run(
-        "eval",
-        "--corpus",
-        str(queries),
-        "--queries",
-        str(queries),
-        env={"RAGBOT_DATA_DIR": str(tmp_path / "data")},
-    )
+    broken = evaluate(queries)
     assert broken.returncode == 1 and "missing text" in broken.stderr
 
 
