@@ -11,6 +11,7 @@ the worst set (benchmarks/retrieval_study.py; figures in benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ from typing import Literal
 
 from workers.embed import Embedder
 from workers.index import Hit, Index
+from workers.rerank import RemoteReranker, RerankError
 from workers.sparse import query_vector
 
 Mode = Literal["hybrid", "dense", "sparse"]
@@ -25,9 +27,12 @@ MODES: tuple[Mode, ...] = ("hybrid", "dense", "sparse")
 
 RRF_K = 10
 CANDIDATES = 50
+RERANK_TOP = 20  # fused passages a reranker (when configured) re-orders
 # (dense, sparse) weights at the two ends of the Hangul share; interpolated in between.
 ENGLISH_WEIGHTS = (3.0, 1.0)
 KOREAN_WEIGHTS = (1.0, 3.0)
+
+log = logging.getLogger(__name__)
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -71,10 +76,19 @@ def rrf(rankings: list[tuple[list[Hit], float]], k: int = RRF_K) -> list[Hit]:
 class Retriever:
     """Finds the passages a reader may see that best match a question."""
 
-    def __init__(self, embedder: Embedder, index: Index, candidates: int = CANDIDATES) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        index: Index,
+        candidates: int = CANDIDATES,
+        reranker: RemoteReranker | None = None,
+        rerank_top: int = RERANK_TOP,
+    ) -> None:
         self.embedder = embedder
         self.index = index
         self.candidates = candidates
+        self.reranker = reranker
+        self.rerank_top = rerank_top
 
     def search(
         self,
@@ -96,9 +110,22 @@ class Retriever:
             fused = sparse
         else:
             dense_weight, sparse_weight = fusion_weights(question)
-            fused = rrf([(dense, dense_weight), (sparse, sparse_weight)])
+            fused = self._reranked(question, rrf([(dense, dense_weight), (sparse, sparse_weight)]))
         return Retrieval(
             hits=fused[:limit],
             dense_scores={h.chunk_id: h.score for h in dense},
             sparse_scores={h.chunk_id: h.score for h in sparse},
         )
+
+    def _reranked(self, question: str, fused: list[Hit]) -> list[Hit]:
+        """The fused top passages in the reranker's order; the fused order if it fails."""
+        if self.reranker is None or len(fused) < 2:
+            return fused
+        head, tail = fused[: self.rerank_top], fused[self.rerank_top :]
+        texts = [f"{hit.breadcrumb}\n\n{hit.text}" if hit.breadcrumb else hit.text for hit in head]
+        try:
+            order = self.reranker.order(question, texts)
+        except RerankError as exc:
+            log.warning("keeping the fused order: %s", exc)
+            return fused
+        return [head[i] for i in order] + tail

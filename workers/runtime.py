@@ -28,6 +28,7 @@ from workers.index import Index
 from workers.index_edge import EdgeIndex
 from workers.llm import ChatModel, context_window, make_client
 from workers.readers import for_email
+from workers.rerank import RemoteReranker
 from workers.retrieve import Retriever
 from workers.settings import Settings
 from workers.state import FileStateStore, RedisStateStore, StateStore
@@ -172,7 +173,20 @@ class Runtime:
                 context_tokens=context_window(model, self.settings.ragbot_context_tokens),
                 answer_tokens=self.settings.ragbot_answer_tokens,
             )
-        return AnswerService(Retriever(self.embedder, self.index), writer)
+        return AnswerService(Retriever(self.embedder, self.index, reranker=self.reranker), writer)
+
+    @property
+    def reranker(self) -> RemoteReranker | None:
+        settings = self.settings
+        if not settings.ragbot_rerank_url:
+            return None
+        url = settings.ragbot_rerank_url
+        return self._once(
+            "reranker",
+            lambda: RemoteReranker(
+                url, settings.ragbot_rerank_model, _secret(settings.ragbot_rerank_api_key)
+            ),
+        )
 
     def configured_sources(self) -> list[str]:
         return configured_sources(self.settings)

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     ragbot_context_tokens: int | None = Field(default=None, gt=0)
     ragbot_answer_tokens: int = Field(default=1024, gt=0)
     ragbot_llm_timeout_seconds: float = Field(default=20.0, gt=0)
+    # An optional reranking server (Cohere-compatible `/rerank`: vLLM, Infinity, Jina, Cohere).
+    ragbot_rerank_url: str | None = None
+    ragbot_rerank_model: str = "rerank"
+    ragbot_rerank_api_key: SecretStr | None = None
 
     ragbot_org_domains: CsvList = Field(default_factory=list)
     ragbot_admins: CsvList = Field(default_factory=list)
