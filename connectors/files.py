@@ -88,13 +88,14 @@ class FilesConnector:
         yield Checkpoint(SOURCE, str(started_ns))
 
     def list_ids(self) -> Iterator[str]:
-        for entry in self._entries():
-            yield self.document_id(entry.path)
+        # Every name counts, refused ones included: their skip reports stay in `ragbot status`.
+        for path in self._names():
+            yield self.document_id(path)
 
     def document_id(self, path: Path) -> str:
         return f"{SOURCE}:{path.relative_to(self.root).as_posix()}"
 
-    def _entries(self) -> Iterator[_Entry]:
+    def _names(self) -> Iterator[Path]:
         if not self.root.is_dir():
             raise ConnectorError(f"FILES_PATH {self.root} is not a readable folder")
         # os.walk never descends into symlinked folders; symlinked files are judged one by one.
@@ -102,9 +103,13 @@ class FilesConnector:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for filename in sorted(filenames):
                 if not filename.startswith("."):
-                    entry = self._entry(Path(dirpath) / filename)
-                    if entry is not None:
-                        yield entry
+                    yield Path(dirpath) / filename
+
+    def _entries(self) -> Iterator[_Entry]:
+        for path in self._names():
+            entry = self._entry(path)
+            if entry is not None:
+                yield entry
 
     def _entry(self, path: Path) -> _Entry | None:
         try:
@@ -113,14 +118,14 @@ class FilesConnector:
             return None
         changed_ns = max(own.st_mtime_ns, own.st_ctime_ns)
         try:
-            target = self._safe_target(path)
+            target, real = self._safe_target(path)
         except UnsafeFile as exc:
             return _Entry(path, changed_ns, None, str(exc))
-        real = target.stat()
         return _Entry(path, max(changed_ns, real.st_mtime_ns, real.st_ctime_ns), target)
 
-    def _safe_target(self, path: Path) -> Path:
-        """The real, regular file inside the root that `path` names; else UnsafeFile."""
+    def _safe_target(self, path: Path) -> tuple[Path, os.stat_result]:
+        """The real, regular file inside the root that `path` names, and its status; else
+        UnsafeFile."""
         try:
             target = path.resolve(strict=True)
         except (OSError, RuntimeError) as exc:  # dangling link, loop
@@ -128,12 +133,12 @@ class FilesConnector:
         if target != self.root and self.root not in target.parents:
             raise UnsafeFile("a symlink to a file outside FILES_PATH")
         try:
-            mode = target.stat().st_mode
+            status = target.stat()
         except OSError as exc:
             raise UnsafeFile(f"could not be examined: {exc.strerror}") from exc
-        if not stat.S_ISREG(mode):
-            raise UnsafeFile(f"not a regular file ({_kind(mode)})")
-        return target
+        if not stat.S_ISREG(status.st_mode):
+            raise UnsafeFile(f"not a regular file ({_kind(status.st_mode)})")
+        return target, status
 
     def _read(self, path: Path, target: Path, parser: IsolatedParser) -> Document | Skipped:
         doc_id = self.document_id(path)
@@ -170,7 +175,7 @@ class FilesConnector:
             acl_file = folder / ACL_FILE
             if os.path.lexists(acl_file):
                 try:
-                    data, _ = read_regular_file(self._safe_target(acl_file), MAX_ACL_BYTES)
+                    data, _ = read_regular_file(self._safe_target(acl_file)[0], MAX_ACL_BYTES)
                     lines = data.decode("utf-8").splitlines()
                 except (UnsafeFile, UnreadableDocument, OSError, UnicodeDecodeError) as exc:
                     log.warning(

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from connectors.base import Document
 from workers.chunking import Chunk
 from workers.embed import Vectors
-from workers.sparse import SparseVector, terms
+from workers.sparse import SparseVector
 
 DENSE = "dense"
 SPARSE = "sparse"
@@ -110,7 +110,7 @@ def point_id(document_id: str, version: str, ordinal: int) -> str:
     return str(uuid.uuid5(_POINT_NAMESPACE, f"{document_id}\x1f{version}\x1f{ordinal}"))
 
 
-def chunk_payload(document: Document, chunk: Chunk) -> dict[str, Any]:
+def chunk_payload(document: Document, chunk: Chunk, terms: int) -> dict[str, Any]:
     return {
         "document_id": document.id,
         "chunk_id": chunk.id,
@@ -126,7 +126,7 @@ def chunk_payload(document: Document, chunk: Chunk) -> dict[str, Any]:
         "headings": list(chunk.headings),
         "breadcrumb": chunk.breadcrumb,
         "text": chunk.text,
-        "terms": len(terms(chunk.embed_text)),
+        "terms": terms,  # the passage's length, for BM25's average (term_statistics)
     }
 
 
@@ -172,7 +172,7 @@ def prepare_points(
             id=point_id(document.id, document.version, chunk.ordinal),
             dense=[float(x) for x in dense_row],
             sparse=sparse_row,
-            payload=chunk_payload(document, chunk),
+            payload=chunk_payload(document, chunk, sparse_row.length),
         )
         for chunk, dense_row, sparse_row in zip(chunks, dense, sparse, strict=True)
     ]

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 import redis
@@ -19,14 +18,6 @@ T = TypeVar("T")
 
 class StoreUnavailable(Exception):
     """The shared store (Redis) could not be reached or answered with an error."""
-
-
-@contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StoreUnavailable(f"Redis is unavailable ({exc.__class__.__name__})") from exc
 
 
 class KeyValue(Protocol):
@@ -57,8 +48,10 @@ class RedisKeyValue:
         self._prefix = prefix
 
     def _run(self, call: Callable[[], T]) -> T:
-        with _translated():
+        try:
             return call()
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"Redis is unavailable ({exc.__class__.__name__})") from exc
 
     def claim(self, key: str, ttl_seconds: int) -> bool:
         return bool(

@@ -45,6 +45,7 @@ _STOPWORDS = frozenset(
 class SparseVector:
     indices: list[int]
     values: list[float]
+    length: int = 0  # terms in the passage it was built from (BM25's document length)
 
 
 def terms(text: str) -> list[str]:
@@ -82,9 +83,9 @@ def _index(term: str) -> int:
     return zlib.crc32(term.encode("utf-8")) % INDEX_SPACE
 
 
-def _vector(weights: dict[int, float]) -> SparseVector:
+def _vector(weights: dict[int, float], length: int = 0) -> SparseVector:
     indices = sorted(weights)
-    return SparseVector(indices, [weights[i] for i in indices])
+    return SparseVector(indices, [weights[i] for i in indices], length)
 
 
 class TermLengths:
@@ -98,9 +99,9 @@ class TermLengths:
     def average(self) -> float:
         return (AVERAGE_TERMS + self.total_terms) / (self.passages + 1)
 
-    def add(self, lengths: list[int]) -> None:
-        self.passages += len(lengths)
-        self.total_terms += sum(lengths)
+    def add(self, vectors: list[SparseVector]) -> None:
+        self.passages += len(vectors)
+        self.total_terms += sum(vector.length for vector in vectors)
 
 
 def document_vector(text: str, average_terms: float = AVERAGE_TERMS) -> SparseVector:
@@ -112,7 +113,7 @@ def document_vector(text: str, average_terms: float = AVERAGE_TERMS) -> SparseVe
     for term, tf in counts.items():
         index = _index(term)
         weights[index] = weights.get(index, 0.0) + tf * (BM25_K1 + 1) / (tf + norm)
-    return _vector(weights)
+    return _vector(weights, length)
 
 
 def query_vector(text: str) -> SparseVector:

@@ -26,7 +26,7 @@ from connectors.base import (
 from workers.chunking import Chunker
 from workers.embed import Embedder, EmbeddingError
 from workers.index import Index, IndexUnavailable
-from workers.sparse import TermLengths, document_vector, terms
+from workers.sparse import TermLengths, document_vector
 from workers.state import SourceState, StateStore, StateUnavailable, checkpoint_of
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class Syncer:
         report.embed_seconds += time.perf_counter() - embed_started
         average = self._lengths.average
         sparse = [document_vector(text, average) for text in texts]
-        self._lengths.add([len(terms(text)) for text in texts])
+        self._lengths.add(sparse)
         self.index.replace_document(document, chunks, dense, sparse)
         known[document.id] = {document.version}
         report.indexed += 1
