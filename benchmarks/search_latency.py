@@ -24,9 +24,9 @@ import numpy as np
 from connectors.base import Document
 from workers.chunking import Chunk
 from workers.embed import LocalE5Embedder
+from workers.fusion import fuse, lexical_coverage
 from workers.index_edge import EdgeIndex
 from workers.readers import org_wide
-from workers.retrieve import fusion_weights, rrf
 from workers.sparse import document_vector, query_vector
 
 CHUNKS_PER_DOCUMENT = 10
@@ -84,7 +84,8 @@ def measure(path: Path, queries: int, seed: int = 11) -> dict[str, float]:
         started = time.perf_counter()
         dense = index.search_dense(vector, principals, 50)
         sparse = index.search_sparse(query_vector(question), principals, 50)
-        fused = rrf(list(zip((dense, sparse), fusion_weights(question), strict=True)))[:10]
+        coverage = lexical_coverage(question, sparse[0] if sparse else None)
+        fused = fuse(dense, sparse, coverage)[:10]
         timings.append(time.perf_counter() - started)
         assert all(h.document_id.startswith("bench:") for h in fused)
     index.close()

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from workers.index import Hit
+from workers.language import is_korean
 from workers.llm import ChatModel
 from workers.prompt import Turn, build_prompt
-from workers.retrieve import Retrieval, Retriever, hangul_share
+from workers.retrieve import Retrieval, Retriever
 from workers.sparse import terms
 from workers.tokens import TokenCounter
 
@@ -79,8 +80,7 @@ class Answer:
 
 
 def abstention(question: str) -> Answer:
-    korean = hangul_share(question) >= 0.3
-    return Answer(text=ABSTAIN_KO if korean else ABSTAIN_EN, abstained=True)
+    return Answer(text=ABSTAIN_KO if is_korean(question) else ABSTAIN_EN, abstained=True)
 
 
 # A pasted log or document is not a question: what follows this many characters is left out
@@ -173,8 +173,7 @@ def extractive_text(question: str, hits: Sequence[Hit]) -> str:
     top_match = max(c[1] for c in ranked)
     best = [c for c in ranked[:EXTRACT_BLOCKS] if c[1] >= KEEP_FRACTION_OF_BEST * top_match]
     best.sort(key=lambda c: (c[2], c[3]))
-    korean = hangul_share(question) >= 0.3
-    lead = "문서에서 찾은 내용입니다:" if korean else "Here is what the documents say:"
+    lead = "문서에서 찾은 내용입니다:" if is_korean(question) else "Here is what the documents say:"
     parts = [lead]
     for _, _, number, _, block in best:
         ends_in_table_or_code = block.rsplit("\n", 1)[-1].lstrip().startswith(("|", "```"))

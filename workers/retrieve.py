@@ -1,23 +1,15 @@
-"""Hybrid retrieval: dense and sparse searches, ACL-filtered, fused by weighted RRF.
-
-Measured on `shared/eval` (benchmarks/RESULTS.md): the dense model wins on English questions
-and the lexical side on Korean ones, and an equal-weight fusion loses to the better side on
-both. So each side's weight follows the share of Hangul in the question: English questions
-lean on the dense ranking, Korean ones on the lexical ranking. Language-free rules (weights that
-follow how much of the question the best lexical hit covers, or how far each side's best hit
-stands out) were measured leave-one-set-out on all three sets and none yet holds up as well on
-the worst set (benchmarks/retrieval_study.py; figures in benchmarks/RESULTS.md).
-"""
+"""Hybrid retrieval: dense and sparse searches, ACL-filtered, fused (workers/fusion.py), and
+re-ordered by a reranking server when one is configured."""
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from workers.embed import Embedder
+from workers.fusion import fuse, lexical_coverage
 from workers.index import Hit, Index
 from workers.rerank import RemoteReranker, RerankError
 from workers.sparse import query_vector
@@ -25,17 +17,10 @@ from workers.sparse import query_vector
 Mode = Literal["hybrid", "dense", "sparse"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "sparse")
 
-RRF_K = 10
-CANDIDATES = 50
+CANDIDATES = 50  # passages each side returns; fusion's standard scores are taken over these
 RERANK_TOP = 20  # fused passages a reranker (when configured) re-orders
-# (dense, sparse) weights at the two ends of the Hangul share; interpolated in between.
-ENGLISH_WEIGHTS = (3.0, 1.0)
-KOREAN_WEIGHTS = (1.0, 3.0)
 
 log = logging.getLogger(__name__)
-
-_HANGUL = re.compile(r"[\uac00-\ud7a3]")
-_LETTER = re.compile(r"[^\W\d_]")
 
 
 @dataclass(frozen=True)
@@ -45,32 +30,6 @@ class Retrieval:
     hits: list[Hit]
     dense_scores: dict[str, float]
     sparse_scores: dict[str, float]
-
-
-def hangul_share(text: str) -> float:
-    letters = _LETTER.findall(text)
-    if not letters:
-        return 0.0
-    return sum(1 for ch in letters if _HANGUL.match(ch)) / len(letters)
-
-
-def fusion_weights(question: str) -> tuple[float, float]:
-    share = hangul_share(question)
-    dense = ENGLISH_WEIGHTS[0] + share * (KOREAN_WEIGHTS[0] - ENGLISH_WEIGHTS[0])
-    sparse = ENGLISH_WEIGHTS[1] + share * (KOREAN_WEIGHTS[1] - ENGLISH_WEIGHTS[1])
-    return dense, sparse
-
-
-def rrf(rankings: list[tuple[list[Hit], float]], k: int = RRF_K) -> list[Hit]:
-    """Weighted reciprocal rank fusion; ties keep the first ranking's order."""
-    scores: dict[str, float] = {}
-    first_seen: dict[str, Hit] = {}
-    for hits, weight in rankings:
-        for rank, hit in enumerate(hits):
-            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + weight / (k + rank + 1)
-            first_seen.setdefault(hit.chunk_id, hit)
-    ordered = sorted(scores, key=lambda chunk_id: -scores[chunk_id])
-    return [replace(first_seen[c], score=scores[c]) for c in ordered]
 
 
 class Retriever:
@@ -109,8 +68,8 @@ class Retriever:
         elif mode == "sparse":
             fused = sparse
         else:
-            dense_weight, sparse_weight = fusion_weights(question)
-            fused = self._reranked(question, rrf([(dense, dense_weight), (sparse, sparse_weight)]))
+            coverage = lexical_coverage(question, sparse[0] if sparse else None)
+            fused = self._reranked(question, fuse(dense, sparse, coverage))
         return Retrieval(
             hits=fused[:limit],
             dense_scores={h.chunk_id: h.score for h in dense},
