@@ -43,6 +43,7 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install-test
 	$(BIN)/mypy
@@ -57,4 +58,4 @@ test: lint typecheck helm-lint
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .ragbot-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .ragbot-demo .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -23,6 +23,7 @@ from pathlib import Path
 import redis
 
 from benchmarks.front_door import QUESTIONS, RAGBOT, build_index
+from workers import jobs
 from workers.celery_app import make_celery
 from workers.settings import Settings
 
@@ -45,7 +46,7 @@ def peak_rss_mb(pid: int) -> float:
 def round_trip(app: object, count: int) -> float:
     started = time.perf_counter()
     results = [
-        app.send_task("ragbot.ask", args=[QUESTIONS[i % len(QUESTIONS)], None])  # type: ignore[attr-defined]
+        app.send_task(jobs.ASK, args=[QUESTIONS[i % len(QUESTIONS)], None])  # type: ignore[attr-defined]
         for i in range(count)
     ]
     for result in results:

@@ -122,7 +122,7 @@ _REPORT_PEAK = (
     "        if line.startswith('VmHWM:'):\n"
     "            print('PEAK_KB', line.split()[1], file=sys.stderr)\n"
     "atexit.register(report)\n"
-    "from workers.cli import main\n"
+    "from bot.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 

@@ -21,12 +21,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import metrics
 from bot.dispatch import Dispatcher
 from bot.outage import ToldOnce
-from bot.render import FEEDBACK_DOWN, FEEDBACK_UP
-from bot.slack_questions import SlackQuestion
 from bot.store import AsyncStore
+from workers import jobs
+from workers.delivery.slack_question import SlackQuestion
 from workers.kv import StoreUnavailable
-from workers.runtime import SOURCES, configured_sources
 from workers.settings import Settings
+from workers.sources import SOURCES, configured_sources
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ class SlackFrontDoor:
         self.app.event("app_mention")(self.on_mention)
         self.app.event("message")(self.on_message)
         self.app.command("/ragbot")(self.on_command)
-        self.app.action(FEEDBACK_UP)(self.on_feedback)
-        self.app.action(FEEDBACK_DOWN)(self.on_feedback)
+        self.app.action(jobs.FEEDBACK_UP)(self.on_feedback)
+        self.app.action(jobs.FEEDBACK_DOWN)(self.on_feedback)
 
     async def on_mention(
         self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient
@@ -158,7 +158,7 @@ class SlackFrontDoor:
             placeholder_ts=placeholder,
         )
         try:
-            await self.dispatcher.send("ragbot.answer", "slack", question.to_payload())
+            await self.dispatcher.send(jobs.ANSWER, "slack", question.to_payload())
         except Exception as exc:  # the queue is down: say so rather than leave "Searching…"
             log.error("could not enqueue %s: %s", question.question_id, exc.__class__.__name__)
             metrics.ERRORS.labels("slack", "enqueue").inc()
@@ -193,7 +193,7 @@ class SlackFrontDoor:
                 is_direct=True,
                 response_url=response_url,
             )
-            if await self._send(respond, "ragbot.answer", "slack", question.to_payload()):
+            if await self._send(respond, jobs.ANSWER, "slack", question.to_payload()):
                 metrics.QUESTIONS.labels("slack", "command").inc()
             return
         if verb not in ("status", "reindex"):
@@ -204,7 +204,7 @@ class SlackFrontDoor:
             return
         if verb == "status":
             await ack("Checking the sources…")
-            await self._send(respond, "ragbot.admin_status", response_url)
+            await self._send(respond, jobs.ADMIN_STATUS, response_url)
             return
         full = "--full" in words
         named = [w for w in words[1:] if w != "--full"]
@@ -218,7 +218,7 @@ class SlackFrontDoor:
             "I'll reply here when it's done."
         )
         for source in sources:
-            if not await self._send(respond, "ragbot.sync_source", source, full, response_url):
+            if not await self._send(respond, jobs.SYNC_SOURCE, source, full, response_url):
                 return
 
     async def _send(self, respond: Any, task: str, *args: Any) -> bool:
@@ -245,7 +245,7 @@ class SlackFrontDoor:
 
     async def on_feedback(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        vote = "up" if action.get("action_id") == FEEDBACK_UP else "down"
+        vote = "up" if action.get("action_id") == jobs.FEEDBACK_UP else "down"
         question_id = str(action.get("value", ""))
         answer = await self.store.get(f"answer:{question_id}")
         record = {

@@ -30,16 +30,22 @@ from bot.dispatch import Dispatcher
 from bot.outage import ToldOnce
 from bot.store import AsyncStore
 from bot.teams_auth import AuthUnavailable, BotFrameworkAuth, Unauthorized
-from bot.teams_connector import ConnectorError, make_adapter, make_credentials, with_retries
-from bot.teams_questions import (
+from workers import jobs
+from workers.delivery.teams_question import (
     Command,
     TeamsQuestion,
     parse_command,
     question_text,
     thread_conversation_id,
 )
-from workers.runtime import SOURCES, NotConfigured, configured_sources
-from workers.settings import Settings
+from workers.delivery.teams_service import (
+    TeamsServiceError,
+    make_adapter,
+    make_credentials,
+    with_retries,
+)
+from workers.settings import NotConfigured, Settings
+from workers.sources import SOURCES, configured_sources
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +99,7 @@ class TeamsFrontDoor:
         if self.credentials is not None:
             try:
                 await self.credentials.token()
-            except ConnectorError as exc:
+            except TeamsServiceError as exc:
                 log.warning("%s; will retry on the first reply", exc)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -191,7 +197,7 @@ class TeamsFrontDoor:
             question.to_payload() | {"placeholder_id": placeholder}
         )
         try:
-            await self.dispatcher.send("ragbot.answer", "teams", question.to_payload())
+            await self.dispatcher.send(jobs.ANSWER, "teams", question.to_payload())
         except Exception as exc:  # the queue is down: say so rather than leave "Searching…"
             log.error("could not enqueue %s: %s", question.question_id, exc.__class__.__name__)
             metrics.ERRORS.labels("teams", "enqueue").inc()
@@ -212,7 +218,7 @@ class TeamsFrontDoor:
         reply_to = {"teams": question.to_payload()}
         if command.verb == "status":
             await self._reply(connector, question, "Checking the sources…")
-            await self.dispatcher.send("ragbot.admin_status", reply_to)
+            await self.dispatcher.send(jobs.ADMIN_STATUS, reply_to)
             return
         sources = list(command.sources) or configured_sources(self.settings)
         if not sources or any(s not in SOURCES for s in sources):
@@ -227,7 +233,7 @@ class TeamsFrontDoor:
             "I'll reply here when it's done.",
         )
         for source in sources:
-            await self.dispatcher.send("ragbot.sync_source", source, command.full, reply_to)
+            await self.dispatcher.send(jobs.SYNC_SOURCE, source, command.full, reply_to)
 
     async def _is_admin(
         self, connector: ConnectorClientBase | None, question: TeamsQuestion
@@ -245,7 +251,7 @@ class TeamsFrontDoor:
                 IN_TURN_ATTEMPTS,
                 IN_TURN_MAX_WAIT_SECONDS,
             )
-        except ConnectorError:
+        except TeamsServiceError:
             return False
         names = {member.email, member.user_principal_name}
         return any(name and name.lower() in admins for name in names)
@@ -292,7 +298,7 @@ class TeamsFrontDoor:
                 IN_TURN_ATTEMPTS,
                 IN_TURN_MAX_WAIT_SECONDS,
             )
-        except ConnectorError as exc:  # the answer still comes, as a new message
+        except TeamsServiceError as exc:  # the answer still comes, as a new message
             log.warning("Teams reply failed in %s: %s", question.question_id, exc)
             metrics.ERRORS.labels("teams", "reply").inc()
             return None

@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.base import Checkpoint, ConnectorError, Document, PollItem, Skipped
 from connectors.confluence_client import ConfluenceClient
+from connectors.limits import ParseLimits
 from connectors.parsing import (
     SUPPORTED_SUFFIXES,
-    ParseLimits,
     UnreadableDocument,
     storage_to_markdown,
     to_markdown,

@@ -25,11 +25,10 @@ from pathlib import Path
 
 from connectors.base import Checkpoint, ConnectorError, Deleted, Document, PollItem, Skipped
 from connectors.isolation import IsolatedParser
+from connectors.limits import MB, ParseLimits
 from connectors.parsing import (
     HTML_SUFFIXES,
-    MB,
     SUPPORTED_SUFFIXES,
-    ParseLimits,
     UnreadableDocument,
     first_heading,
     html_title,

@@ -38,7 +38,8 @@ from connectors.base import (
     Skipped,
 )
 from connectors.gdrive_client import DriveApiError, GoogleClient
-from connectors.parsing import ParseLimits, UnreadableDocument, first_heading, to_markdown
+from connectors.limits import ParseLimits
+from connectors.parsing import UnreadableDocument, first_heading, to_markdown
 
 log = logging.getLogger(__name__)
 

@@ -20,14 +20,8 @@ import threading
 import time
 from types import TracebackType
 
-from connectors.parsing import (
-    MARKDOWN_SUFFIXES,
-    MB,
-    TEXT_SUFFIXES,
-    ParseLimits,
-    UnreadableDocument,
-    to_markdown,
-)
+from connectors.limits import MB, ParseLimits
+from connectors.parsing import MARKDOWN_SUFFIXES, TEXT_SUFFIXES, UnreadableDocument, to_markdown
 
 _HEADER = struct.Struct(">II")
 _REPLY = struct.Struct(">I")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import dataclass
 from typing import Any
 
 from bs4 import BeautifulSoup
 from bs4.element import CData, Comment, NavigableString
 from markdownify import markdownify
+
+from connectors.limits import MB, ParseLimits
 
 
 class UnreadableDocument(Exception):
@@ -29,24 +30,6 @@ SUPPORTED_SUFFIXES = (
 # Office formats are zip archives of XML: their size on disk says little about what they cost.
 ARCHIVE_SUFFIXES = frozenset({".docx", ".pptx", ".xlsx"})
 MAX_SHEET_ROWS = 2000
-MB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ParseLimits:
-    """What one untrusted document may cost before it is skipped (and reported) instead.
-
-    Bytes and archive sizes are checked before anything is inflated; seconds and memory bound
-    the parser process (see `connectors.isolation`).
-    """
-
-    max_bytes: int = 20 * MB  # read from the source per document
-    max_inflated_bytes: int = 100 * MB  # an archive's declared content, all entries together
-    max_entries: int = 10_000  # entries in one archive
-    seconds: float = 30.0  # wall-clock budget to turn one document into text
-    # Address space of the process that parses it: about 200 MB is the interpreter and the
-    # format libraries, the rest is the document's.
-    memory_bytes: int = 600 * MB
 
 
 def to_markdown(data: bytes, suffix: str, limits: ParseLimits | None = None) -> str:

@@ -17,7 +17,8 @@ import docx
 import pytest
 
 from connectors.isolation import IsolatedParser
-from connectors.parsing import ParseLimits, UnreadableDocument
+from connectors.limits import ParseLimits
+from connectors.parsing import UnreadableDocument
 from tests.test_cli import run
 
 CANARY = "xoxb-canary-7f3a9c"

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.render import (
+from workers.answer import Answer, SourceRef
+from workers.delivery.render import (
     SLACK_MESSAGE_BLOCKS,
     SLACK_SECTION_CHARS,
     TEAMS_MESSAGE_BYTES,
@@ -10,7 +11,6 @@ from bot.render import (
     slack_mrkdwn,
     teams_answer,
 )
-from workers.answer import Answer, SourceRef
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 

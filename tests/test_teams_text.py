@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from bot.teams_questions import Command, parse_command, question_text, thread_conversation_id
+from workers.delivery.teams_question import (
+    Command,
+    parse_command,
+    question_text,
+    thread_conversation_id,
+)
 
 
 def test_the_bots_mention_and_teams_markup_are_removed() -> None:

@@ -21,25 +21,18 @@ from celery import Celery
 from celery.signals import task_received
 from kombu.entity import Queue
 
+from workers import jobs
 from workers.heartbeat import Heartbeat
 from workers.settings import Settings
-
-ANSWER_QUEUE = "answer"
-INDEX_QUEUE = "index"
 
 
 def make_celery(settings: Settings) -> Celery:
     app = Celery("ragbot", include=["workers.tasks"])
     visibility = settings.ragbot_task_visibility_seconds
     app.conf.update(
-        task_queues=[Queue(ANSWER_QUEUE), Queue(INDEX_QUEUE)],
-        task_default_queue=ANSWER_QUEUE,
-        task_routes={
-            "ragbot.sync_source": {"queue": INDEX_QUEUE},
-            "ragbot.sync_all": {"queue": INDEX_QUEUE},
-            "ragbot.admin_status": {"queue": INDEX_QUEUE},
-            "ragbot.status": {"queue": INDEX_QUEUE},
-        },
+        task_queues=[Queue(jobs.ANSWER_QUEUE), Queue(jobs.INDEX_QUEUE)],
+        task_default_queue=jobs.ANSWER_QUEUE,
+        task_routes={name: {"queue": jobs.INDEX_QUEUE} for name in jobs.INDEX_TASKS},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -55,12 +48,12 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule={
             "sync-all-sources": {
-                "task": "ragbot.sync_all",
+                "task": jobs.SYNC_ALL,
                 "schedule": float(settings.ragbot_sync_interval_seconds),
                 "kwargs": {"check_deletions": False},
             },
             "check-deletions": {
-                "task": "ragbot.sync_all",
+                "task": jobs.SYNC_ALL,
                 "schedule": float(settings.ragbot_deletion_check_seconds),
                 "kwargs": {"check_deletions": True},
             },

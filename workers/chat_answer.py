@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bot.chat import ChatThread, DeliveryError, Reader
 from workers.answer import Answer, AnswerService
+from workers.delivery.chat import ChatThread, DeliveryError, Reader
 from workers.embed import EmbeddingError
 from workers.index import IndexUnavailable
 from workers.kv import StoreUnavailable

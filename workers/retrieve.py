@@ -6,19 +6,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Literal
 
 from workers.embed import Embedder
 from workers.fusion import fuse, lexical_coverage
 from workers.index import Hit, Index
 from workers.rerank import RemoteReranker, RerankError
+from workers.retrieval_modes import MODES, Mode
 from workers.sparse import query_vector
-
-Mode = Literal["hybrid", "dense", "sparse"]
-MODES: tuple[Mode, ...] = ("hybrid", "dense", "sparse")
 
 CANDIDATES = 50  # passages each side returns; fusion's standard scores are taken over these
 RERANK_TOP = 20  # fused passages a reranker (when configured) re-orders
+
+__all__ = ["MODES", "Mode", "Retrieval", "Retriever"]
 
 log = logging.getLogger(__name__)
 

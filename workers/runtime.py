@@ -13,14 +13,8 @@ from typing import Any, TypeVar, cast
 
 import openai
 import redis
-from pydantic import SecretStr
 
 from connectors.base import Connector
-from connectors.confluence import ConfluenceConfig, ConfluenceConnector
-from connectors.confluence_client import ConfluenceClient
-from connectors.files import FilesConnector
-from connectors.gdrive import DriveConfig, GoogleDriveConnector
-from connectors.gdrive_client import GoogleClient, GoogleCredentials
 from workers.answer import AnswerService, Writer
 from workers.chunking import Chunker
 from workers.embed import Embedder, LocalE5Embedder, OpenAIEmbedder
@@ -30,30 +24,15 @@ from workers.llm import ChatModel, context_window, make_client
 from workers.readers import for_email
 from workers.rerank import RemoteReranker
 from workers.retrieve import Retriever
-from workers.settings import Settings
+from workers.settings import NotConfigured, Settings
+from workers.sources import build_connector, configured_sources
 from workers.state import FileStateStore, RedisStateStore, StateStore
 from workers.status import SourceStatus, source_statuses
 from workers.sync import Syncer
 from workers.tokens import BpeTokenCounter, counter_for_model
 
-SOURCES = ("files", "confluence", "gdrive")
 T = TypeVar("T")
-
-
-def configured_sources(settings: Settings) -> list[str]:
-    """The sources this deployment indexes, in a stable order."""
-    configured = {
-        "files": settings.files_path is not None,
-        "confluence": bool(settings.confluence_url),
-        "gdrive": bool(
-            settings.google_service_account_file or settings.google_oauth_credentials_file
-        ),
-    }
-    return [name for name in SOURCES if configured.get(name)]
-
-
-class NotConfigured(Exception):
-    """A command needs a source or service that the environment does not configure."""
+__all__ = ["NotConfigured", "Runtime"]
 
 
 class Runtime:
@@ -184,7 +163,7 @@ class Runtime:
         return self._once(
             "reranker",
             lambda: RemoteReranker(
-                url, settings.ragbot_rerank_model, _secret(settings.ragbot_rerank_api_key)
+                url, settings.ragbot_rerank_model, settings.secret("ragbot_rerank_api_key")
             ),
         )
 
@@ -202,55 +181,5 @@ class Runtime:
             groups.update(self.state.load(source).memberships.get(email.strip().lower(), []))
         return for_email(email, groups)
 
-    def _configured(self, name: str) -> bool:
-        return name in configured_sources(self.settings)
-
     def connector(self, name: str) -> Connector:
-        if name not in SOURCES:
-            raise NotConfigured(f"unknown source {name!r}; choose one of {', '.join(SOURCES)}")
-        if not self._configured(name):
-            hint = {"files": "FILES_PATH", "confluence": "CONFLUENCE_URL", "gdrive": "GOOGLE_*"}
-            raise NotConfigured(f"source {name!r} is not configured (set {hint[name]})")
-        if name == "confluence":
-            return self._confluence()
-        if name == "gdrive":
-            return self._gdrive()
-        assert self.settings.files_path is not None
-        return FilesConnector(self.settings.files_path, self.settings.parse_limits)
-
-    def _confluence(self) -> Connector:
-        settings = self.settings
-        assert settings.confluence_url is not None
-        client = ConfluenceClient(
-            settings.confluence_url,
-            username=settings.confluence_username,
-            api_token=_secret(settings.confluence_api_token),
-            personal_token=_secret(settings.confluence_pat),
-        )
-        config = ConfluenceConfig(
-            spaces=tuple(settings.confluence_spaces),
-            org_domains=tuple(settings.ragbot_org_domains),
-            max_attachment_bytes=settings.confluence_max_attachment_mb * 1024 * 1024,
-        )
-        return ConfluenceConnector(client, config)
-
-    def _gdrive(self) -> Connector:
-        settings = self.settings
-        credentials = GoogleCredentials(
-            service_account_file=settings.google_service_account_file,
-            oauth_user_file=None
-            if settings.google_service_account_file
-            else settings.google_oauth_credentials_file,
-            api_root=settings.google_api_url,
-        )
-        config = DriveConfig(
-            users=tuple(u.lower() for u in settings.google_impersonate),
-            drive_ids=tuple(settings.google_drive_ids),
-            admin_user=settings.google_admin_user,
-            max_file_bytes=settings.google_max_file_mb * 1024 * 1024,
-        )
-        return GoogleDriveConnector(GoogleClient(credentials), config)
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
+        return build_connector(name, self.settings)

@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from connectors.parsing import MB, ParseLimits
+from connectors.limits import MB, ParseLimits
 
 
 def _split_csv(value: object) -> list[str]:
@@ -25,6 +25,10 @@ def _split_csv(value: object) -> list[str]:
 
 
 CsvList = Annotated[list[str], NoDecode]
+
+
+class NotConfigured(Exception):
+    """A command needs a source or service that the environment does not configure."""
 
 
 class Settings(BaseSettings):
@@ -124,6 +128,11 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_domains(cls, value: list[str]) -> list[str]:
         return [domain.lower().lstrip("@") for domain in value]
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of a secret setting, or None when it is unset."""
+        value = getattr(self, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else None
 
     @property
     def llm_configured(self) -> bool:

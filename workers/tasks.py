@@ -1,6 +1,6 @@
 """Thin Celery tasks: take ids and text, call plain functions, own retries.
 
-A worker process keeps one `WorkerContext` (index, models, Slack client) for its lifetime.
+A worker process keeps one `WorkerContext` (index, models, chat clients) for its lifetime.
 """
 
 from __future__ import annotations
@@ -11,32 +11,29 @@ import threading
 import time
 from contextlib import AbstractContextManager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from bot.chat import ChatThread, DeliveryError
-from bot.slack_delivery import SlackDelivery, SlackThread, make_web_client
-from bot.slack_questions import SlackQuestion
+from workers import jobs
 from workers.celery_app import app
 from workers.chat_answer import PatientThread, answer_in_thread
+from workers.delivery.chat import ChatThread, DeliveryError
+from workers.delivery.platforms import Deliveries
 from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue, StoreUnavailable
 from workers.readers import org_wide
-from workers.runtime import NotConfigured, Runtime
-from workers.settings import Settings
+from workers.runtime import Runtime
+from workers.settings import NotConfigured, Settings
 from workers.sync import SyncFailed
-
-if TYPE_CHECKING:
-    from bot.teams_delivery import TeamsDelivery
 
 log = logging.getLogger(__name__)
 
 SLOW_ANSWER = "Sorry, finding this answer took too long. Please try again, or ask more narrowly."
 POST_FAILED = "Sorry, something went wrong while posting the answer. Please ask again."
 ANSWER_MEMORY_SECONDS = 30 * 86400
-# Where an admin command's result goes: a Slack response URL, or {"teams": <TeamsQuestion>}.
+# Where an admin command's result goes: a Slack response URL, or {platform: <its question>}.
 ReplyTo = str | dict[str, Any] | None
 SYNC_LOCK_SECONDS = 6 * 3600
 ANSWER_SOFT_LIMIT_SECONDS = 300
@@ -59,29 +56,8 @@ class WorkerContext:
         return RedisKeyValue(self.redis) if self.redis is not None else MemoryKeyValue()
 
     @cached_property
-    def slack(self) -> SlackDelivery:
-        token = self.settings.slack_bot_token
-        if token is None:
-            raise NotConfigured("SLACK_BOT_TOKEN is not set")
-        client = make_web_client(token.get_secret_value(), self.settings.slack_api_url)
-        return SlackDelivery(client, self.kv)
-
-    @cached_property
-    def teams(self) -> TeamsDelivery:
-        from bot.teams_delivery import TeamsDelivery  # the Teams SDK loads only where used
-
-        return TeamsDelivery(self.settings, self.kv)
-
-    def thread(self, platform: str, payload: dict[str, Any]) -> ChatThread:
-        """The question's thread on its platform."""
-        if platform == "slack":
-            return SlackThread(SlackQuestion.from_payload(payload), self.slack)
-        if platform == "teams":
-            from bot.teams_delivery import TeamsThread
-            from bot.teams_questions import TeamsQuestion
-
-            return TeamsThread(TeamsQuestion.from_payload(payload), self.teams)
-        raise ValueError(f"unknown chat platform {platform!r}")
+    def deliveries(self) -> Deliveries:
+        return Deliveries(self.settings, self.kv)
 
     def sync_lock(self, source: str) -> AbstractContextManager[bool]:
         """Held while a source syncs, across all workers: overlapping runs are skipped."""
@@ -118,7 +94,7 @@ def context() -> WorkerContext:
 
 
 @app.task(
-    name="ragbot.answer",
+    name=jobs.ANSWER,
     acks_late=True,
     reject_on_worker_lost=True,
     # Enforced by process pools only; on threads each step has its own timeout instead.
@@ -128,7 +104,7 @@ def context() -> WorkerContext:
 def answer(platform: str, payload: dict[str, Any]) -> None:
     """Answer one chat question in its thread; delivery is retried with backoff in the task."""
     ctx = context()
-    thread = PatientThread(ctx.thread(platform, payload))
+    thread = PatientThread(ctx.deliveries.thread(platform, payload))
     started = time.perf_counter()
     try:
         outcome = answer_in_thread(
@@ -173,7 +149,7 @@ def _notify_quietly(thread: ChatThread, text: str, new_message: bool = False) ->
         log.error("could not tell %s about a failure", thread.question_id)
 
 
-@app.task(name="ragbot.sync_source", acks_late=False)
+@app.task(name=jobs.SYNC_SOURCE, acks_late=False)
 def sync_source(
     source: str, full: bool = False, reply_to: ReplyTo = None, prune: bool = True
 ) -> dict[str, Any]:
@@ -199,7 +175,7 @@ def sync_source(
     return outcome
 
 
-@app.task(name="ragbot.sync_all", acks_late=False)
+@app.task(name=jobs.SYNC_ALL, acks_late=False)
 def sync_all(check_deletions: bool = False) -> list[dict[str, Any]]:
     """The scheduled sync; deletions are checked every time only where listing is cheap."""
     return [
@@ -208,7 +184,7 @@ def sync_all(check_deletions: bool = False) -> list[dict[str, Any]]:
     ]
 
 
-@app.task(name="ragbot.admin_status", acks_late=False)
+@app.task(name=jobs.ADMIN_STATUS, acks_late=False)
 def admin_status(reply_to: ReplyTo = None) -> str:
     rows = context().runtime.statuses()
     text = "\n".join(line for row in rows for line in row.lines()) or "No sources configured."
@@ -217,13 +193,13 @@ def admin_status(reply_to: ReplyTo = None) -> str:
     return text
 
 
-@app.task(name="ragbot.status", acks_late=False)
+@app.task(name=jobs.STATUS, acks_late=False)
 def status() -> list[dict[str, Any]]:
     """`ragbot status` when the worker owns the index."""
     return [row.to_json() for row in context().runtime.statuses()]
 
 
-@app.task(name="ragbot.ask", acks_late=False)
+@app.task(name=jobs.ASK, acks_late=False)
 def ask(question: str, reader: str | None = None) -> dict[str, object]:
     """`ragbot ask` when the worker owns the index; raises what the CLI explains."""
     ctx = context()
@@ -233,16 +209,15 @@ def ask(question: str, reader: str | None = None) -> dict[str, object]:
 
 
 def _report(reply_to: str | dict[str, Any], text: str) -> None:
-    """Slack admin commands give a response URL; Teams ones the question that asked."""
+    """Slack admin commands give a response URL; others `{platform: the question that asked}`."""
     if isinstance(reply_to, str):
         _respond(reply_to, text)
         return
-    from bot.teams_questions import TeamsQuestion
-
-    try:
-        context().teams.notify(TeamsQuestion.from_payload(reply_to["teams"]), text)
-    except DeliveryError as exc:
-        log.warning("Teams report failed: %s", exc)
+    for platform, question in reply_to.items():
+        try:
+            context().deliveries.notify(platform, question, text)
+        except DeliveryError as exc:
+            log.warning("%s report failed: %s", platform, exc)
 
 
 def _respond(response_url: str, text: str) -> None:

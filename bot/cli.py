@@ -13,24 +13,20 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from bot.teams_app import AppPackageError, build_app_package
-from connectors.base import ConnectorError
-from workers.embed import EmbeddingError
-from workers.evaluate import EvalInputError, evaluate
+from workers import jobs
 from workers.freshness import age_text
-from workers.index import IndexUnavailable
-from workers.llm import LLMError
 from workers.readers import ReaderError, for_email, org_wide
-from workers.retrieve import MODES
-from workers.runtime import SOURCES, NotConfigured, Runtime
-from workers.settings import Settings
-from workers.state import StateUnavailable
-from workers.status import SourceStatus
-from workers.sync import SyncFailed
+from workers.retrieval_modes import MODES
+from workers.settings import NotConfigured, Settings
+from workers.sources import SOURCES
+
+if TYPE_CHECKING:
+    from workers.runtime import Runtime
 
 SYNC_WAIT_SECONDS = 6 * 3600
 
@@ -39,19 +35,30 @@ class WorkerUnavailable(Exception):
     """No worker took or finished a job handed over through the queue."""
 
 
-EXPECTED_FAILURES = (
-    WorkerUnavailable,
-    SyncFailed,
-    ConnectorError,
-    IndexUnavailable,
-    EmbeddingError,
-    LLMError,
-    StateUnavailable,
-    NotConfigured,
-    ReaderError,
-    EvalInputError,
-    AppPackageError,
-)
+def expected_failures() -> tuple[type[Exception], ...]:
+    """Failures that get one line on stderr instead of a traceback. Imported only when one
+    happens: `ragbot serve` must not load the models and the index to learn their names."""
+    from connectors.base import ConnectorError
+    from workers.embed import EmbeddingError
+    from workers.evaluate import EvalInputError
+    from workers.index import IndexUnavailable
+    from workers.llm import LLMError
+    from workers.state import StateUnavailable
+    from workers.sync import SyncFailed
+
+    return (
+        WorkerUnavailable,
+        SyncFailed,
+        ConnectorError,
+        IndexUnavailable,
+        EmbeddingError,
+        LLMError,
+        StateUnavailable,
+        NotConfigured,
+        ReaderError,
+        EvalInputError,
+        AppPackageError,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,28 +126,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ragbot: invalid setting {first['loc'][0]}: {first['msg']}", file=sys.stderr)
         return 2
     try:
+        if args.command == "serve":  # the front door: none of the pipeline's parts load
+            return _serve(settings, args)
+        if args.command == "teams-app":
+            return _teams_app(settings, args)
+        from workers.runtime import Runtime
+
         with Runtime(settings) as runtime:
             handler = {
                 "sync": _sync,
                 "ask": _ask,
                 "status": _status,
                 "eval": _eval,
-                "serve": _serve,
                 "worker": _worker,
                 "beat": _beat,
-                "teams-app": _teams_app,
             }
             return handler[args.command](runtime, args)
-    except EXPECTED_FAILURES as exc:
-        print(f"ragbot: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("ragbot: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not isinstance(exc, expected_failures()):
+            raise
+        print(f"ragbot: {exc}", file=sys.stderr)
+        return 1
 
 
-def _teams_app(runtime: Runtime, args: argparse.Namespace) -> int:
-    app_id = runtime.settings.microsoft_app_id
+def _teams_app(settings: Settings, args: argparse.Namespace) -> int:
+    app_id = settings.microsoft_app_id
     if not app_id:
         raise NotConfigured("set MICROSOFT_APP_ID to the bot's Azure app id")
     args.out.write_bytes(build_app_package(app_id, args.endpoint, args.company, args.website))
@@ -155,9 +168,11 @@ def _sync(runtime: Runtime, args: argparse.Namespace) -> int:
     for name in names:
         if runtime.settings.redis_url:
             outcome = _through_queue(
-                "ragbot.sync_source", name, args.full, wait_seconds=SYNC_WAIT_SECONDS
+                jobs.SYNC_SOURCE, name, args.full, wait_seconds=SYNC_WAIT_SECONDS
             )
             if not outcome["ok"]:
+                from workers.sync import SyncFailed
+
                 raise SyncFailed(outcome["summary"])
             print(outcome["summary"])
         else:
@@ -172,7 +187,7 @@ def _ask(runtime: Runtime, args: argparse.Namespace) -> int:
     if runtime.settings.redis_url:
         if args.reader:
             for_email(args.reader)  # a malformed reader is a usage problem, caught before queueing
-        answer = _through_queue("ragbot.ask", args.question, args.reader)
+        answer = _through_queue(jobs.ASK, args.question, args.reader)
     else:
         principals = (
             runtime.reader(args.reader)
@@ -191,14 +206,17 @@ def _answer_text(answer: dict[str, Any]) -> str:
         now = datetime.now(UTC)
         for s in answer["sources"]:
             updated = datetime.fromisoformat(s["updated_at"].replace("Z", "+00:00"))
-            lines.append(f"  [{s['n']}] {s['title']} ({s['source']}, {age_text(updated, now)})")
+            age = age_text(updated, now)
+            lines.append(f"  [{s['n']}] {s['title']} ({s['source']}, {age})")
             lines.append(f"      {s['url']}")
     return "\n".join(lines)
 
 
 def _status(runtime: Runtime, args: argparse.Namespace) -> int:
+    from workers.status import SourceStatus
+
     if runtime.settings.redis_url:
-        rows = [SourceStatus(**row) for row in _through_queue("ragbot.status")]
+        rows = [SourceStatus(**row) for row in _through_queue(jobs.STATUS)]
     else:
         rows = runtime.statuses()
     if args.json:
@@ -229,10 +247,10 @@ def _through_queue(task: str, *args: Any, wait_seconds: int = 120) -> Any:
         raise WorkerUnavailable(f"Redis is unreachable: {exc}") from exc
 
 
-def _serve(runtime: Runtime, args: argparse.Namespace) -> int:
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.server import serve
 
-    serve(runtime.settings, args.host, args.port)
+    serve(settings, args.host, args.port)
     return 0
 
 
@@ -274,6 +292,8 @@ def _eval(runtime: Runtime, args: argparse.Namespace) -> int:
     if args.k < 1:
         print("ragbot: --k must be at least 1", file=sys.stderr)
         return 2
+    from workers.evaluate import evaluate
+
     modes = MODES if args.mode == "all" else (args.mode,)
     result = evaluate(args.corpus, args.queries, args.k, runtime.embedder, runtime.chunker, modes)
     if args.json:

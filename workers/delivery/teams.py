@@ -22,11 +22,11 @@ from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
-from bot.chat import PostedMessages, Reader
-from bot.render import TeamsMessage, teams_answer, teams_notice
-from bot.teams_connector import ConnectorError, make_adapter, with_retries
-from bot.teams_questions import TeamsQuestion
 from workers.answer import Answer
+from workers.delivery.chat import PostedMessages, Reader
+from workers.delivery.render import TeamsMessage, teams_answer, teams_notice
+from workers.delivery.teams_question import TeamsQuestion
+from workers.delivery.teams_service import TeamsServiceError, make_adapter, with_retries
 from workers.kv import KeyValue
 from workers.prompt import Turn
 from workers.readers import one_reader, org_wide, public_only
@@ -65,7 +65,7 @@ class TeamsDelivery:
             async def turn(context: TurnContext) -> None:
                 connector = context.services.get(ConnectorClientBase)  # type: ignore[type-abstract]
                 if not isinstance(connector, TeamsConnectorClient):
-                    failures.append(ConnectorError("no Teams connector for this conversation"))
+                    failures.append(TeamsServiceError("no Teams connector for this conversation"))
                     return
                 try:
                     results.append(await operation(connector))
@@ -170,7 +170,7 @@ class TeamsDelivery:
                         )
                         ids.append(target)
                         continue
-                    except ConnectorError as exc:
+                    except TeamsServiceError as exc:
                         if exc.status != 404:
                             raise
                         log.info("message %s gone; posting anew", target)

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from workers import jobs
 from workers.answer import Answer, SourceRef
 from workers.freshness import age_text
 
 SLACK_SECTION_CHARS = 3000
 SLACK_MESSAGE_BLOCKS = 50
 SLACK_FALLBACK_CHARS = 300
-FEEDBACK_UP = "feedback_up"
-FEEDBACK_DOWN = "feedback_down"
 
 Block = dict[str, Any]
 
@@ -137,13 +136,13 @@ def feedback_block(question_id: str) -> Block:
         "elements": [
             {
                 "type": "button",
-                "action_id": FEEDBACK_UP,
+                "action_id": jobs.FEEDBACK_UP,
                 "value": question_id,
                 "text": {"type": "plain_text", "emoji": True, "text": "👍 Helpful"},
             },
             {
                 "type": "button",
-                "action_id": FEEDBACK_DOWN,
+                "action_id": jobs.FEEDBACK_DOWN,
                 "value": question_id,
                 "text": {"type": "plain_text", "emoji": True, "text": "👎 Not helpful"},
             },

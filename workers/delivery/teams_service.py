@@ -27,7 +27,7 @@ from microsoft_agents.hosting.core.authorization import (
     Connections,
 )
 
-from bot.chat import DeliveryError
+from workers.delivery.chat import DeliveryError
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ MAX_WAIT_SECONDS = 30.0
 T = TypeVar("T")
 
 
-class ConnectorError(DeliveryError):
+class TeamsServiceError(DeliveryError):
     """Teams refused or could not be reached after retries; `status` is the HTTP status."""
 
     def __init__(self, message: str, status: int = 0) -> None:
@@ -75,10 +75,10 @@ class ClientCredentials:
                 response.raise_for_status()
                 body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise ConnectorError(f"could not get a Bot Framework token: {exc}") from exc
+            raise TeamsServiceError(f"could not get a Bot Framework token: {exc}") from exc
         token = str(body.get("access_token") or "")
         if not token:
-            raise ConnectorError("the token endpoint returned no access token")
+            raise TeamsServiceError("the token endpoint returned no access token")
         lifetime = float(body.get("expires_in") or 3600)
         self._cached = (time.monotonic() + max(lifetime - 300, 30), token)
         return token
@@ -188,7 +188,7 @@ async def with_retries(
 ) -> T:
     """Runs one connector call, retrying throttling and gateway errors with backoff and jitter.
 
-    Honours `Retry-After` up to `max_wait`; other failures raise `ConnectorError` at once. The
+    Honours `Retry-After` up to `max_wait`; other failures raise `TeamsServiceError` at once. The
     front door passes a small budget: Teams re-sends an activity not answered within 15 s.
     """
     for attempt in range(1, attempts + 1):
@@ -196,12 +196,14 @@ async def with_retries(
             return await operation()
         except aiohttp.ClientResponseError as exc:
             if exc.status not in RETRY_STATUSES or attempt == attempts:
-                raise ConnectorError(f"Teams {what} failed: HTTP {exc.status}", exc.status) from exc
+                raise TeamsServiceError(
+                    f"Teams {what} failed: HTTP {exc.status}", exc.status
+                ) from exc
             wait = min(_retry_after(exc.headers) or _backoff(attempt), max_wait)
             log.info("Teams %s got HTTP %s; retrying in %.1f s", what, exc.status, wait)
         except (aiohttp.ClientError, TimeoutError) as exc:
             if attempt == attempts:
-                raise ConnectorError(f"Teams {what} unreachable: {exc}") from exc
+                raise TeamsServiceError(f"Teams {what} unreachable: {exc}") from exc
             wait = min(_backoff(attempt), max_wait)
         await asyncio.sleep(wait)
     raise AssertionError("unreachable")

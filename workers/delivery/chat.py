@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from workers.answer import Answer
 from workers.kv import KeyValue, StoreUnavailable
-from workers.prompt import Turn
+
+if TYPE_CHECKING:  # types only: the front doors share DeliveryError without the pipeline
+    from workers.answer import Answer
+    from workers.prompt import Turn
 
 Reader = Callable[[str], frozenset[str]]
 

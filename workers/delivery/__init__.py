@@ -1,0 +1,1 @@
+"""Answers on their way to the chat platforms: the thread protocol, rendering, each platform."""
