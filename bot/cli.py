@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from bot.teams_app import AppPackageError, build_app_package
+from bot.teams.app_package import AppPackageError, build_app_package
 from workers import jobs
 from workers.freshness import age_text
 from workers.readers import ReaderError, for_email, org_wide

@@ -17,9 +17,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
-from bot import metrics, slack_request
+from bot import metrics
 from bot.dispatch import Dispatcher
-from bot.slack import SlackFrontDoor
+from bot.slack import request as slack_request
+from bot.slack.front_door import SlackFrontDoor
 from bot.store import AsyncStore
 from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue
 from workers.settings import Settings
@@ -81,7 +82,7 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
     teams = None
     if settings.microsoft_app_id or settings.ragbot_teams_dev:
         # Slow to import: loaded only when Teams is on. Refuses to start when misconfigured.
-        from bot.teams import TeamsFrontDoor
+        from bot.teams.front_door import TeamsFrontDoor
 
         teams = TeamsFrontDoor(settings, store, dispatcher)
     else:

@@ -1,6 +1,6 @@
 """The Teams app package an admin uploads (sideloads): manifest and icons in one zip.
 
-The manifest template in `teams_manifest/` names the bot by its Azure app id; this fills in the
+The manifest template in `manifest/` names the bot by its Azure app id; this fills in the
 deployment's values and checks them, so a typo fails here rather than in Teams' upload dialog.
 """
 
@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-TEMPLATE_DIR = Path(__file__).resolve().parent / "teams_manifest"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "manifest"
 ICONS = ("color.png", "outline.png")
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 

@@ -25,11 +25,11 @@ from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 from pydantic import ValidationError
 
-from bot import metrics
+from bot import admin, metrics
 from bot.dispatch import Dispatcher
-from bot.outage import ToldOnce
+from bot.intake import Intake
 from bot.store import AsyncStore
-from bot.teams_auth import AuthUnavailable, BotFrameworkAuth, Unauthorized
+from bot.teams.auth import AuthUnavailable, BotFrameworkAuth, Unauthorized
 from workers import jobs
 from workers.delivery.teams_question import (
     Command,
@@ -45,18 +45,13 @@ from workers.delivery.teams_service import (
     with_retries,
 )
 from workers.settings import NotConfigured, Settings
-from workers.sources import SOURCES, configured_sources
 
 log = logging.getLogger(__name__)
 
 PLACEHOLDER = "Searching the docs… 🔎"
-QUEUE_DOWN = (
-    "Sorry, I can't take questions right now (my task queue is down). Please try again soon."
-)
-NOT_ADMIN = "Sorry, only ragbot admins can do that. Ask me a question instead!"
 HELP = (
     "**Ask me about our docs:** mention me in a channel or chat with me here.\n\n"
-    "Admins: `status` · `reindex [files|confluence|gdrive] [--full]`"
+    f"Admins: `status` · `reindex [{admin.SOURCE_CHOICES}] [--full]`"
 )
 FEEDBACK_INVOKE = "message/submitAction"
 # Replies made while Teams waits for our HTTP response: Teams re-sends after 15 s.
@@ -68,9 +63,7 @@ class TeamsFrontDoor:
     def __init__(self, settings: Settings, store: AsyncStore, dispatcher: Dispatcher) -> None:
         self.settings = settings
         self.store = store
-        self.dispatcher = dispatcher
-        self.ttl = settings.ragbot_idempotency_ttl_seconds
-        self.told = ToldOnce()
+        self.intake = Intake("teams", store, dispatcher, settings.ragbot_idempotency_ttl_seconds)
         self.credentials = make_credentials(settings)
         self.adapter = make_adapter(settings, self.credentials)
         self.tenants = settings.teams_tenants
@@ -175,18 +168,11 @@ class TeamsFrontDoor:
             text=question_text(activity.text, _bot_mentions(activity)),
         )
         connector = context.services.get(ConnectorClientBase)  # type: ignore[type-abstract]
-        try:
-            fresh = await self.store.claim(
-                f"teams:activity:{tenant}:{question.activity_id}", self.ttl
-            )
-        except Exception as exc:  # Redis is down: no way to answer exactly once, so say so
-            log.error("idempotency store unavailable: %s", exc.__class__.__name__)
-            metrics.ERRORS.labels("teams", "claim").inc()
-            if self.told.first_time(f"{tenant}:{question.activity_id}"):
-                await self._reply(connector, question, QUEUE_DOWN)
-            return
-        if not fresh:
-            metrics.DUPLICATES.labels("teams").inc()
+
+        async def say(text: str) -> None:
+            await self._reply(connector, question, text)
+
+        if not await self.intake.claim([f"teams:activity:{tenant}:{question.activity_id}"], say):
             return
         command = parse_command(question.text)
         if command is not None:
@@ -196,51 +182,49 @@ class TeamsFrontDoor:
         question = TeamsQuestion.from_payload(
             question.to_payload() | {"placeholder_id": placeholder}
         )
-        try:
-            await self.dispatcher.send(jobs.ANSWER, "teams", question.to_payload())
-        except Exception as exc:  # the queue is down: say so rather than leave "Searching…"
-            log.error("could not enqueue %s: %s", question.question_id, exc.__class__.__name__)
-            metrics.ERRORS.labels("teams", "enqueue").inc()
-            await self._reply(connector, question, QUEUE_DOWN, replace=placeholder)
-            return
-        metrics.QUESTIONS.labels("teams", question.conversation_type).inc()
-        metrics.ENQUEUE_LATENCY.labels("teams").observe(time.perf_counter() - started)
+
+        async def queue_down(text: str) -> None:
+            await self._reply(connector, question, text, replace=placeholder)
+
+        await self.intake.hand_over(
+            question.question_id,
+            question.to_payload(),
+            question.conversation_type,
+            started,
+            queue_down,
+        )
 
     async def _on_command(
         self, connector: ConnectorClientBase | None, question: TeamsQuestion, command: Command
     ) -> None:
+        async def say(text: str) -> None:
+            await self._reply(connector, question, text)
+
         if command.verb == "help":
-            await self._reply(connector, question, HELP)
+            await say(HELP)
             return
         if not await self._is_admin(connector, question):
-            await self._reply(connector, question, NOT_ADMIN)
+            await say(admin.NOT_ADMIN)
             return
         reply_to = {"teams": question.to_payload()}
         if command.verb == "status":
-            await self._reply(connector, question, "Checking the sources…")
-            await self.dispatcher.send(jobs.ADMIN_STATUS, reply_to)
+            await say(admin.CHECKING)
+            await self.intake.send(say, jobs.ADMIN_STATUS, reply_to)
             return
-        sources = list(command.sources) or configured_sources(self.settings)
-        if not sources or any(s not in SOURCES for s in sources):
-            await self._reply(
-                connector, question, f"I don't know that source. Choose from: {', '.join(SOURCES)}."
-            )
+        plan = admin.plan_reindex(command.sources, self.settings)
+        if plan.refusal:
+            await say(plan.refusal)
             return
-        await self._reply(
-            connector,
-            question,
-            f"Queued a {'full ' if command.full else ''}reindex of {', '.join(sources)}. "
-            "I'll reply here when it's done.",
-        )
-        for source in sources:
-            await self.dispatcher.send(jobs.SYNC_SOURCE, source, command.full, reply_to)
+        await say(admin.queued(plan.sources, command.full))
+        for source in plan.sources:
+            if not await self.intake.send(say, jobs.SYNC_SOURCE, source, command.full, reply_to):
+                return
 
     async def _is_admin(
         self, connector: ConnectorClientBase | None, question: TeamsQuestion
     ) -> bool:
         """`RAGBOT_ADMINS` names AAD object ids or emails; emails come from the roster."""
-        admins = {a.lower() for a in self.settings.ragbot_admins}
-        if question.user_aad_id.lower() in admins:
+        if admin.is_admin([question.user_aad_id], self.settings):
             return True
         if not isinstance(connector, TeamsConnectorClient):
             return False
@@ -253,8 +237,7 @@ class TeamsFrontDoor:
             )
         except TeamsServiceError:
             return False
-        names = {member.email, member.user_principal_name}
-        return any(name and name.lower() in admins for name in names)
+        return admin.is_admin([member.email, member.user_principal_name], self.settings)
 
     async def _reply(
         self,
@@ -311,20 +294,13 @@ class TeamsFrontDoor:
         action: dict[str, Any] = raw_action if isinstance(raw_action, dict) else {}
         reaction = str(action.get("reaction") or "")
         if value.get("actionName") == "feedback" and reaction in ("like", "dislike"):
-            vote = "up" if reaction == "like" else "down"
             question_id = await self.store.get(f"teams:answer_message:{activity.reply_to_id}") or ""
-            answer = await self.store.get(f"answer:{question_id}") if question_id else None
-            record = {
-                "platform": "teams",
-                "question_id": question_id,
-                "vote": vote,
-                "user": activity.from_property.aad_object_id or activity.from_property.id,
-                "comment": _feedback_text(action.get("feedback")),
-                "at": time.time(),
-                "answer": json.loads(answer) if answer else None,
-            }
-            await self.store.append("feedback", json.dumps(record))
-            metrics.FEEDBACK.labels("teams", vote).inc()
+            await self.intake.record_feedback(
+                question_id,
+                "up" if reaction == "like" else "down",
+                activity.from_property.aad_object_id or activity.from_property.id,
+                _feedback_text(action.get("feedback")),
+            )
         await context.send_activity(
             Activity(type="invokeResponse", value=InvokeResponse(status=200, body={}))
         )

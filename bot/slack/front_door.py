@@ -7,7 +7,6 @@ message answer once), post a "Searching…" placeholder in the thread and enqueu
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shlex
@@ -18,22 +17,18 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import metrics
+from bot import admin, metrics
 from bot.dispatch import Dispatcher
-from bot.outage import ToldOnce
+from bot.intake import Intake
 from bot.store import AsyncStore
 from workers import jobs
 from workers.delivery.slack_question import SlackQuestion
 from workers.kv import StoreUnavailable
 from workers.settings import Settings
-from workers.sources import SOURCES, configured_sources
 
 log = logging.getLogger(__name__)
 
 PLACEHOLDER = "Searching the docs… :mag:"
-QUEUE_DOWN = (
-    "Sorry, I can't take questions right now (my task queue is down). Please try again soon."
-)
 THREAD_MEMORY_SECONDS = 7 * 86400
 # Message subtypes that are still a person asking; everything else (edits, deletions, joins,
 # bot messages) is ignored.
@@ -41,7 +36,7 @@ QUESTION_SUBTYPES = {None, "file_share", "thread_broadcast"}
 HELP = (
     "*Ask me about our docs:* mention me in a channel, DM me, or reply in a thread I answered.\n"
     "`/ragbot ask <question>` answers just for you.\n"
-    "Admins: `/ragbot status` · `/ragbot reindex [files|confluence|gdrive] [--full]`"
+    f"Admins: `/ragbot status` · `/ragbot reindex [{admin.SOURCE_CHOICES}] [--full]`"
 )
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 
@@ -54,9 +49,7 @@ class SlackFrontDoor:
     def __init__(self, settings: Settings, store: AsyncStore, dispatcher: Dispatcher) -> None:
         self.settings = settings
         self.store = store
-        self.dispatcher = dispatcher
-        self.ttl = settings.ragbot_idempotency_ttl_seconds
-        self.told = ToldOnce()
+        self.intake = Intake("slack", store, dispatcher, settings.ragbot_idempotency_ttl_seconds)
         assert settings.slack_bot_token is not None
         # Socket Mode needs no signing secret; over HTTP, an empty one rejects every request.
         secret = (
@@ -114,20 +107,15 @@ class SlackFrontDoor:
         thread_ts = event.get("thread_ts") or ts
         # Slack's retries repeat the event id; the app_mention/message pair for one message
         # shares the message key. Either seen before means the question is already taken.
-        try:
-            event_id = body.get("event_id")
-            fresh_event = not event_id or await self.store.claim(
-                f"slack:event:{event_id}", self.ttl
-            )
-            fresh_message = await self.store.claim(f"slack:msg:{team}:{channel}:{ts}", self.ttl)
-        except Exception as exc:  # Redis is down: no way to answer exactly once, so say so
-            log.error("idempotency store unavailable: %s", exc.__class__.__name__)
-            metrics.ERRORS.labels("slack", "claim").inc()
-            if self.told.first_time(f"event:{body.get('event_id')}", f"{team}:{channel}:{ts}"):
-                await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=QUEUE_DOWN)
-            return
-        if not (fresh_event and fresh_message):
-            metrics.DUPLICATES.labels("slack").inc()
+        event_id = body.get("event_id")
+        keys = [f"slack:msg:{team}:{channel}:{ts}"]
+        if event_id:
+            keys.insert(0, f"slack:event:{event_id}")
+
+        async def say(text: str) -> None:
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
+
+        if not await self.intake.claim(keys, say):
             return
         text = question_text(event.get("text", ""))
         if not text:
@@ -157,16 +145,14 @@ class SlackFrontDoor:
             is_direct=event.get("channel_type") == "im",
             placeholder_ts=placeholder,
         )
-        try:
-            await self.dispatcher.send(jobs.ANSWER, "slack", question.to_payload())
-        except Exception as exc:  # the queue is down: say so rather than leave "Searching…"
-            log.error("could not enqueue %s: %s", question.question_id, exc.__class__.__name__)
-            metrics.ERRORS.labels("slack", "enqueue").inc()
+
+        async def queue_down(text: str) -> None:
             if placeholder:
-                await client.chat_update(channel=channel, ts=placeholder, text=QUEUE_DOWN)
-            return
-        metrics.QUESTIONS.labels("slack", kind).inc()
-        metrics.ENQUEUE_LATENCY.labels("slack").observe(time.perf_counter() - started)
+                await client.chat_update(channel=channel, ts=placeholder, text=text)
+
+        await self.intake.hand_over(
+            question.question_id, question.to_payload(), kind, started, queue_down
+        )
 
     @staticmethod
     def _team(event: dict[str, Any], body: dict[str, Any]) -> str:
@@ -181,6 +167,10 @@ class SlackFrontDoor:
             words = (command.get("text") or "").split()
         verb = words[0].lower() if words else "help"
         response_url = command.get("response_url")
+
+        async def say(text: str) -> None:
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+
         if verb == "ask" and len(words) > 1:
             await ack("Searching the docs… (only you can see this answer)")
             question = SlackQuestion(
@@ -193,67 +183,42 @@ class SlackFrontDoor:
                 is_direct=True,
                 response_url=response_url,
             )
-            if await self._send(respond, jobs.ANSWER, "slack", question.to_payload()):
+            if await self.intake.send(say, jobs.ANSWER, "slack", question.to_payload()):
                 metrics.QUESTIONS.labels("slack", "command").inc()
             return
         if verb not in ("status", "reindex"):
             await ack(HELP)
             return
         if not await self._is_admin(command.get("user_id", ""), client):
-            await ack("Sorry, only ragbot admins can do that. Ask me a question instead!")
+            await ack(admin.NOT_ADMIN)
             return
         if verb == "status":
-            await ack("Checking the sources…")
-            await self._send(respond, jobs.ADMIN_STATUS, response_url)
+            await ack(admin.CHECKING)
+            await self.intake.send(say, jobs.ADMIN_STATUS, response_url)
             return
         full = "--full" in words
-        named = [w for w in words[1:] if w != "--full"]
-        sources = named or configured_sources(self.settings)
-        unknown = [s for s in sources if s not in SOURCES]
-        if unknown or not sources:
-            await ack(f"I don't know that source. Choose from: {', '.join(SOURCES)}.")
+        plan = admin.plan_reindex([w for w in words[1:] if w != "--full"], self.settings)
+        if plan.refusal:
+            await ack(plan.refusal)
             return
-        await ack(
-            f"Queued a {'full ' if full else ''}reindex of {', '.join(sources)}. "
-            "I'll reply here when it's done."
-        )
-        for source in sources:
-            if not await self._send(respond, jobs.SYNC_SOURCE, source, full, response_url):
+        await ack(admin.queued(plan.sources, full))
+        for source in plan.sources:
+            if not await self.intake.send(say, jobs.SYNC_SOURCE, source, full, response_url):
                 return
 
-    async def _send(self, respond: Any, task: str, *args: Any) -> bool:
-        """Hands a command's work to the workers; when the queue is down, tells the asker."""
-        try:
-            await self.dispatcher.send(task, *args)
-        except Exception as exc:
-            log.error("could not enqueue %s: %s", task, exc.__class__.__name__)
-            metrics.ERRORS.labels("slack", "enqueue").inc()
-            await respond(text=QUEUE_DOWN, response_type="ephemeral", replace_original=False)
-            return False
-        return True
-
     async def _is_admin(self, user_id: str, client: AsyncWebClient) -> bool:
-        admins = {a.lower() for a in self.settings.ragbot_admins}
-        if user_id.lower() in admins:
+        if admin.is_admin([user_id], self.settings):
             return True
         try:
             info = await client.users_info(user=user_id)
         except Exception:
             return False
-        email = (info.get("user") or {}).get("profile", {}).get("email")
-        return bool(email) and str(email).lower() in admins
+        return admin.is_admin(
+            [(info.get("user") or {}).get("profile", {}).get("email")], self.settings
+        )
 
     async def on_feedback(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         vote = "up" if action.get("action_id") == jobs.FEEDBACK_UP else "down"
-        question_id = str(action.get("value", ""))
-        answer = await self.store.get(f"answer:{question_id}")
-        record = {
-            "question_id": question_id,
-            "vote": vote,
-            "user": (body.get("user") or {}).get("id"),
-            "at": time.time(),
-            "answer": json.loads(answer) if answer else None,
-        }
-        await self.store.append("feedback", json.dumps(record))
-        metrics.FEEDBACK.labels("slack", vote).inc()
+        user = (body.get("user") or {}).get("id")
+        await self.intake.record_feedback(str(action.get("value", "")), vote, user)
