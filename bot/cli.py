@@ -168,7 +168,7 @@ def _sync(runtime: Runtime, args: argparse.Namespace) -> int:
     for name in names:
         if runtime.settings.redis_url:
             outcome = _through_queue(
-                jobs.SYNC_SOURCE, name, args.full, wait_seconds=SYNC_WAIT_SECONDS
+                runtime.settings, jobs.SYNC_SOURCE, name, args.full, wait_seconds=SYNC_WAIT_SECONDS
             )
             if not outcome["ok"]:
                 from workers.sync import SyncFailed
@@ -187,7 +187,7 @@ def _ask(runtime: Runtime, args: argparse.Namespace) -> int:
     if runtime.settings.redis_url:
         if args.reader:
             for_email(args.reader)  # a malformed reader is a usage problem, caught before queueing
-        answer = _through_queue(jobs.ASK, args.question, args.reader)
+        answer = _through_queue(runtime.settings, jobs.ASK, args.question, args.reader)
     else:
         principals = (
             runtime.reader(args.reader)
@@ -216,7 +216,7 @@ def _status(runtime: Runtime, args: argparse.Namespace) -> int:
     from workers.status import SourceStatus
 
     if runtime.settings.redis_url:
-        rows = [SourceStatus(**row) for row in _through_queue(jobs.STATUS)]
+        rows = [SourceStatus(**row) for row in _through_queue(runtime.settings, jobs.STATUS)]
     else:
         rows = runtime.statuses()
     if args.json:
@@ -230,13 +230,14 @@ def _status(runtime: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
-def _through_queue(task: str, *args: Any, wait_seconds: int = 120) -> Any:
+def _through_queue(settings: Settings, task: str, *args: Any, wait_seconds: int = 120) -> Any:
     """With REDIS_URL the workers own the index: hand them the job and wait for the result."""
     from celery.exceptions import TimeoutError as CeleryTimeout
     from kombu.exceptions import OperationalError
 
-    from workers.celery_app import app
+    from workers.celery_app import configure
 
+    app = configure(settings)
     try:
         if not app.control.ping(timeout=2):
             raise WorkerUnavailable("no worker is running; start one with `ragbot worker`")
@@ -259,8 +260,9 @@ def _worker(runtime: Runtime, args: argparse.Namespace) -> int:
         raise NotConfigured(
             "a worker needs REDIS_URL (without it, tasks run inside `ragbot serve`)"
         )
-    from workers.celery_app import app
+    from workers.celery_app import configure
 
+    app = configure(runtime.settings)
     celery_args = list(args.celery_args)
 
     def given(*flags: str) -> bool:
@@ -280,8 +282,9 @@ def _worker(runtime: Runtime, args: argparse.Namespace) -> int:
 def _beat(runtime: Runtime, args: argparse.Namespace) -> int:
     if not runtime.settings.redis_url:
         raise NotConfigured("beat needs REDIS_URL")
-    from workers.celery_app import app
+    from workers.celery_app import configure
 
+    app = configure(runtime.settings)
     schedule = runtime.settings.ragbot_data_dir / "celerybeat-schedule"
     runtime.settings.ragbot_data_dir.mkdir(parents=True, exist_ok=True)
     app.start(["beat", "--loglevel=INFO", "--schedule", str(schedule)])

@@ -15,7 +15,7 @@ from typing import Any
 
 from celery.exceptions import Retry
 
-from workers.celery_app import app
+from workers.celery_app import configure
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 class Dispatcher:
     def __init__(self, settings: Settings) -> None:
+        self.app = configure(settings)
         self.in_process = settings.redis_url is None
         self._pool = ThreadPoolExecutor(
             max_workers=settings.ragbot_worker_threads, thread_name_prefix="ragbot-task"
@@ -37,11 +38,11 @@ class Dispatcher:
             future.add_done_callback(_log_failure)
             return
         # Queues come from the app's task_routes.
-        await loop.run_in_executor(None, lambda: app.send_task(task, args=list(args)))
+        await loop.run_in_executor(None, lambda: self.app.send_task(task, args=list(args)))
 
     def _run_here(self, task: str, args: tuple[Any, ...], retries: int = 0) -> None:
         try:
-            app.tasks[task].apply(args=list(args), retries=retries, throw=True)
+            self.app.tasks[task].apply(args=list(args), retries=retries, throw=True)
         except Retry as retry:
             delay = float(retry.when) if isinstance(retry.when, int | float) else 0.0
             timer = threading.Timer(delay, self._run_later, (task, args, retries + 1))

@@ -26,11 +26,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.base import Checkpoint, ConnectorError, Document, PollItem, Skipped
 from connectors.confluence_client import ConfluenceClient
+from connectors.confluence_storage import storage_to_markdown
 from connectors.limits import ParseLimits
 from connectors.parsing import (
     SUPPORTED_SUFFIXES,
     UnreadableDocument,
-    storage_to_markdown,
     to_markdown,
 )
 

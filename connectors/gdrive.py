@@ -16,6 +16,9 @@ is not treated as visible to anyone, since people without the link cannot find t
 Shared-drive items carry no `permissions` in listings, so they are read with
 `permissions.list`. Permissions that cannot be read fail closed: the file is removed from the
 index and reported.
+
+Over 400 lines because listing, change logs, sharing and export are one protocol whose steps
+share the corpus bookkeeping; split, each part would need the others' private state.
 """
 
 from __future__ import annotations

@@ -25,9 +25,35 @@ from workers import jobs
 from workers.heartbeat import Heartbeat
 from workers.settings import Settings
 
+# The tasks register on this app when `workers.tasks` is imported; it knows no broker until an
+# entry point configures it with the one Settings it read.
+app = Celery("ragbot", include=["workers.tasks"])
+_configured: Settings | None = None
+
+
+def configure(settings: Settings) -> Celery:
+    """Applies a deployment's settings to the app; every entry point calls it before use."""
+    global _configured
+    _apply(app, settings)
+    _configured = settings
+    return app
+
+
+def configured_settings() -> Settings:
+    """The settings the app was configured with (tasks build their context from them)."""
+    if _configured is None:
+        raise RuntimeError("the Celery app is used before an entry point configured it")
+    return _configured
+
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("ragbot", include=["workers.tasks"])
+    """A separate app for one deployment (a benchmark that talks to workers it started)."""
+    separate = Celery("ragbot", include=["workers.tasks"])
+    _apply(separate, settings)
+    return separate
+
+
+def _apply(app: Celery, settings: Settings) -> None:
     visibility = settings.ragbot_task_visibility_seconds
     app.conf.update(
         task_queues=[Queue(jobs.ANSWER_QUEUE), Queue(jobs.INDEX_QUEUE)],
@@ -69,12 +95,9 @@ def make_celery(settings: Settings) -> Celery:
             if tag:
                 heartbeat.hold(str(tag))
 
-        task_received.connect(hold, weak=False)
+        # One hold per process, whichever app configured it first.
+        task_received.connect(hold, weak=False, dispatch_uid="ragbot-heartbeat")
     else:
         app.conf.broker_url = "memory://"
         app.conf.task_always_eager = True
         app.conf.task_eager_propagates = True
-    return app
-
-
-app = make_celery(Settings())

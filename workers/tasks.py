@@ -18,7 +18,7 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from workers import jobs
-from workers.celery_app import app
+from workers.celery_app import app, configured_settings
 from workers.chat_answer import PatientThread, answer_in_thread
 from workers.delivery.chat import ChatThread, DeliveryError
 from workers.delivery.platforms import Deliveries
@@ -86,10 +86,14 @@ _context_lock = threading.Lock()
 
 
 def context() -> WorkerContext:
+    """This process's context, built from the settings its entry point configured."""
     global _context
+    settings = configured_settings()
     with _context_lock:
-        if _context is None:
-            _context = WorkerContext(Settings())
+        if _context is None or _context.settings is not settings:
+            if _context is not None:
+                _context.runtime.close()
+            _context = WorkerContext(settings)
         return _context
 
 
