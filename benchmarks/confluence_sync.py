@@ -18,11 +18,11 @@ from connectors.confluence import ConfluenceConfig, ConfluenceConnector
 from connectors.confluence_client import ConfluenceClient
 from tests.fakes.confluence_api import FakeConfluence, Page, Space
 from tests.support import HashEmbedder
-from workers.chunking import Chunker
-from workers.index_edge import EdgeIndex
-from workers.state import FileStateStore
-from workers.sync import Syncer
-from workers.tokens import counter_for_model
+from workers.ingest.state import FileStateStore
+from workers.ingest.sync import Syncer
+from workers.rag.chunking import Chunker
+from workers.rag.index_edge import EdgeIndex
+from workers.rag.tokens import counter_for_model
 
 
 def main() -> None:

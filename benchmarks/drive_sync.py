@@ -19,11 +19,11 @@ from connectors.gdrive import DriveConfig, GoogleDriveConnector
 from connectors.gdrive_client import GoogleClient, GoogleCredentials
 from tests.fakes.drive_api import DOC, DriveFile, FakeDrive
 from tests.support import HashEmbedder
-from workers.chunking import Chunker
-from workers.index_edge import EdgeIndex
-from workers.state import FileStateStore
-from workers.sync import Syncer
-from workers.tokens import counter_for_model
+from workers.ingest.state import FileStateStore
+from workers.ingest.sync import Syncer
+from workers.rag.chunking import Chunker
+from workers.rag.index_edge import EdgeIndex
+from workers.rag.tokens import counter_for_model
 
 OWNER = "sam@acme.com"
 DOMAIN = {"type": "domain", "role": "reader", "domain": "acme.com", "allowFileDiscovery": True}

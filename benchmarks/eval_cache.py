@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.chunking import Chunk, Chunker
-from workers.embed import LocalE5Embedder
 from workers.evaluate import CorpusConnector, load_jsonl
-from workers.tokens import counter_for_model
+from workers.rag.chunking import Chunk, Chunker
+from workers.rag.embed import LocalE5Embedder
+from workers.rag.tokens import counter_for_model
 
 CACHE = Path(".ragbot-cache/eval")
 SETS = ("conditionalqa", "allganize_ko", "mtrag_ibmcloud")

@@ -13,7 +13,7 @@ from typing import IO
 import httpx
 
 from benchmarks.search_latency import build
-from workers.embed import LocalE5Embedder
+from workers.rag.embed import LocalE5Embedder
 from workers.runtime import Runtime
 from workers.settings import Settings
 

@@ -10,10 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from workers.chunking import Chunker
-from workers.embed import LocalE5Embedder
 from workers.evaluate import evaluate
-from workers.tokens import counter_for_model
+from workers.rag.chunking import Chunker
+from workers.rag.embed import LocalE5Embedder
+from workers.rag.tokens import counter_for_model
 
 SETS = ("conditionalqa", "allganize_ko", "mtrag_ibmcloud")
 

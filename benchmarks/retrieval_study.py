@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.eval_cache import SETS, EmbeddedSet, load
-from workers.answer import MAX_SOURCES, relevant_hits
-from workers.embed import LocalE5Embedder
-from workers.fusion import COVERAGE_POWER, DENSE_SHARE
-from workers.index import Hit
-from workers.language import hangul_share
-from workers.retrieve import CANDIDATES, Retrieval
-from workers.sparse import BM25_B, BM25_K1, _index, terms
+from workers.rag.answer import MAX_SOURCES, relevant_hits
+from workers.rag.embed import LocalE5Embedder
+from workers.rag.fusion import COVERAGE_POWER, DENSE_SHARE
+from workers.rag.index import Hit
+from workers.rag.language import hangul_share
+from workers.rag.retrieve import CANDIDATES, Retrieval
+from workers.rag.sparse import BM25_B, BM25_K1, _index, terms
 
 DEPTH = CANDIDATES
 LANGUAGE = "language-weighted rrf k10 (reference)"
@@ -260,7 +260,7 @@ def standardised(dense_share: float, power: float) -> Fusion:
 
 
 def language(k: float) -> Fusion:
-    """The shipped fusion: weights follow the question's Hangul share (workers/retrieve.py)."""
+    """The shipped fusion: weights follow the question's Hangul share (workers/rag/retrieve.py)."""
 
     def fuse(dense, sparse, question):  # type: ignore[no-untyped-def]
         share = hangul_share(question[0])

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from connectors.base import Document
-from workers.chunking import Chunk
-from workers.embed import LocalE5Embedder
-from workers.fusion import fuse, lexical_coverage
-from workers.index_edge import EdgeIndex
+from workers.rag.chunking import Chunk
+from workers.rag.embed import LocalE5Embedder
+from workers.rag.fusion import fuse, lexical_coverage
+from workers.rag.index_edge import EdgeIndex
+from workers.rag.sparse import document_vector, query_vector
 from workers.readers import org_wide
-from workers.sparse import document_vector, query_vector
 
 CHUNKS_PER_DOCUMENT = 10
 ACLS = [

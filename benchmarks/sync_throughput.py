@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from connectors.files import FilesConnector
-from workers.chunking import Chunker
-from workers.embed import LocalE5Embedder
-from workers.index_edge import EdgeIndex
-from workers.state import FileStateStore
-from workers.sync import Syncer
-from workers.tokens import counter_for_model
+from workers.ingest.state import FileStateStore
+from workers.ingest.sync import Syncer
+from workers.rag.chunking import Chunker
+from workers.rag.embed import LocalE5Embedder
+from workers.rag.index_edge import EdgeIndex
+from workers.rag.tokens import counter_for_model
 
 
 def write_folder(corpus: Path, folder: Path, documents: int) -> int:

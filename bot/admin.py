@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from workers.ingest.sources import SOURCES, configured_sources
 from workers.settings import Settings
-from workers.sources import SOURCES, configured_sources
 
 NOT_ADMIN = "Sorry, only ragbot admins can do that. Ask me a question instead!"
 CHECKING = "Checking the sources…"

@@ -20,10 +20,10 @@ from pydantic import ValidationError
 from bot.teams.app_package import AppPackageError, build_app_package
 from workers import jobs
 from workers.freshness import age_text
+from workers.ingest.sources import SOURCES
+from workers.rag.retrieval_modes import MODES
 from workers.readers import ReaderError, for_email, org_wide
-from workers.retrieval_modes import MODES
 from workers.settings import NotConfigured, Settings
-from workers.sources import SOURCES
 
 if TYPE_CHECKING:
     from workers.runtime import Runtime
@@ -39,12 +39,12 @@ def expected_failures() -> tuple[type[Exception], ...]:
     """Failures that get one line on stderr instead of a traceback. Imported only when one
     happens: `ragbot serve` must not load the models and the index to learn their names."""
     from connectors.base import ConnectorError
-    from workers.embed import EmbeddingError
     from workers.evaluate import EvalInputError
-    from workers.index import IndexUnavailable
-    from workers.llm import LLMError
-    from workers.state import StateUnavailable
-    from workers.sync import SyncFailed
+    from workers.ingest.state import StateUnavailable
+    from workers.ingest.sync import SyncFailed
+    from workers.rag.embed import EmbeddingError
+    from workers.rag.index import IndexUnavailable
+    from workers.rag.llm import LLMError
 
     return (
         WorkerUnavailable,
@@ -171,7 +171,7 @@ def _sync(runtime: Runtime, args: argparse.Namespace) -> int:
                 runtime.settings, jobs.SYNC_SOURCE, name, args.full, wait_seconds=SYNC_WAIT_SECONDS
             )
             if not outcome["ok"]:
-                from workers.sync import SyncFailed
+                from workers.ingest.sync import SyncFailed
 
                 raise SyncFailed(outcome["summary"])
             print(outcome["summary"])
@@ -213,7 +213,7 @@ def _answer_text(answer: dict[str, Any]) -> str:
 
 
 def _status(runtime: Runtime, args: argparse.Namespace) -> int:
-    from workers.status import SourceStatus
+    from workers.ingest.status import SourceStatus
 
     if runtime.settings.redis_url:
         rows = [SourceStatus(**row) for row in _through_queue(runtime.settings, jobs.STATUS)]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tests.fakes.openai_api import EMBED_DIM, hashed_vector
-from workers.embed import Vectors
+from workers.rag.embed import Vectors
 
 
 class HashEmbedder:

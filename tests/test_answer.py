@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import HANDBOOK
 from tests.fakes.openai_api import FakeOpenAI, Fault
-from workers.answer import Answer, AnswerService
-from workers.llm import LLMError
-from workers.prompt import Turn
+from workers.rag.answer import Answer, AnswerService
+from workers.rag.llm import LLMError
+from workers.rag.prompt import Turn
 from workers.readers import for_email, org_wide
 from workers.runtime import Runtime
 from workers.settings import Settings
@@ -159,8 +159,8 @@ def test_streaming_yields_the_whole_reply_in_pieces(
 def test_passages_of_one_document_share_one_citation() -> None:
     from datetime import UTC, datetime
 
-    from workers.answer import check_citations
-    from workers.index import Hit
+    from workers.rag.answer import check_citations
+    from workers.rag.index import Hit
 
     def passage(doc: str, n: int) -> Hit:
         return Hit(

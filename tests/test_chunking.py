@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.base import Document
-from workers.chunking import Chunker
-from workers.tokens import counter_for_model
+from workers.rag.chunking import Chunker
+from workers.rag.tokens import counter_for_model
 
 COUNTER = counter_for_model("gpt-4o-mini")
 WORDS = [

@@ -13,11 +13,11 @@ from connectors.confluence import ConfluenceConfig, ConfluenceConnector
 from connectors.confluence_client import ConfluenceClient
 from tests.fakes.confluence_api import Attachment, ConfluenceFault, FakeConfluence, Page, Space
 from tests.support import HashEmbedder, text_pdf
-from workers.chunking import Chunker
-from workers.index_edge import EdgeIndex
-from workers.state import FileStateStore
-from workers.sync import Syncer, SyncFailed
-from workers.tokens import counter_for_model
+from workers.ingest.state import FileStateStore
+from workers.ingest.sync import Syncer, SyncFailed
+from workers.rag.chunking import Chunker
+from workers.rag.index_edge import EdgeIndex
+from workers.rag.tokens import counter_for_model
 
 DAY_AGO = datetime.now(UTC) - timedelta(days=1)
 RUNBOOK = """<h1>Rollback</h1><p>Roll back first, investigate later.</p>

@@ -7,8 +7,8 @@ import pytest
 
 from tests.conftest import HANDBOOK
 from tests.fakes.openai_api import FakeOpenAI, Fault
-from workers.embed import EmbeddingError, LocalE5Embedder, OpenAIEmbedder
-from workers.llm import make_client
+from workers.rag.embed import EmbeddingError, LocalE5Embedder, OpenAIEmbedder
+from workers.rag.llm import make_client
 from workers.readers import org_wide
 from workers.runtime import Runtime
 from workers.settings import Settings

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.conftest import HANDBOOK
-from workers.fusion import fuse, lexical_coverage
-from workers.index import Hit
+from workers.rag.fusion import fuse, lexical_coverage
+from workers.rag.index import Hit
 from workers.readers import org_wide
 from workers.runtime import Runtime
 from workers.settings import Settings

@@ -18,13 +18,13 @@ from connectors.gdrive_client import GoogleClient, GoogleCredentials
 from tests.fakes.drive_api import DOC, FOLDER, SHEET, SHORTCUT, SLIDES, DriveFile, FakeDrive, Fault
 from tests.processes import RAGBOT
 from tests.support import HashEmbedder, text_pdf
-from workers.chunking import Chunker
-from workers.embed import EmbeddingError, Vectors
-from workers.index_edge import EdgeIndex
-from workers.retrieve import Retriever
-from workers.state import FileStateStore
-from workers.sync import Syncer, SyncFailed
-from workers.tokens import counter_for_model
+from workers.ingest.state import FileStateStore
+from workers.ingest.sync import Syncer, SyncFailed
+from workers.rag.chunking import Chunker
+from workers.rag.embed import EmbeddingError, Vectors
+from workers.rag.index_edge import EdgeIndex
+from workers.rag.retrieve import Retriever
+from workers.rag.tokens import counter_for_model
 
 SAM, DANA, LEE = "sam@acme.com", "dana@acme.com", "lee@acme.com"
 DRIVE = "0AENGDRIVE"

@@ -12,13 +12,13 @@ from qdrant_client import QdrantClient
 
 from connectors.base import Document
 from tests.support import HashEmbedder
-from workers.chunking import Chunker
-from workers.index import Index
-from workers.index_edge import EdgeIndex
-from workers.index_server import ServerIndex
-from workers.retrieve import Retriever
-from workers.sparse import document_vector
-from workers.tokens import counter_for_model
+from workers.rag.chunking import Chunker
+from workers.rag.index import Index
+from workers.rag.index_edge import EdgeIndex
+from workers.rag.index_server import ServerIndex
+from workers.rag.retrieve import Retriever
+from workers.rag.sparse import document_vector
+from workers.rag.tokens import counter_for_model
 
 EMBEDDER = HashEmbedder()
 CHUNKER = Chunker(counter_for_model("gpt-4o-mini"), max_tokens=120, target_tokens=100)
@@ -183,7 +183,7 @@ def test_searches_run_while_another_thread_writes(index: Index) -> None:
 
 def test_the_index_knows_its_average_passage_length(index: Index) -> None:
     """BM25 normalises by the corpus's own average length, which the index keeps."""
-    from workers.sparse import terms
+    from workers.rag.sparse import terms
 
     assert index.term_statistics() == (0, 0)
     first = doc("files:a.md", "Trains for trips under four hours.", {"public"})

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.index import Hit
-from workers.prompt import PromptTooSmall, Turn, build_prompt
-from workers.tokens import counter_for_model
+from workers.rag.index import Hit
+from workers.rag.prompt import PromptTooSmall, Turn, build_prompt
+from workers.rag.tokens import counter_for_model
 
 COUNTER = counter_for_model("gpt-4o-mini")
 texts = st.text(alphabet=st.sampled_from(list("abc xyz 휴가 신청 파이프라인 .\n")), max_size=3000)

@@ -10,13 +10,13 @@ import pytest
 
 from tests.fakes.slack_api import TEAM, FakeSlack
 from tests.fakes.teams_api import BOT_ID, BOT_NAME, TENANT, FakeTeams, Member
-from workers.answer import Answer, SourceRef
 from workers.delivery.render import slack_answer
 from workers.delivery.slack import SlackDelivery, SlackThread, make_web_client
 from workers.delivery.slack_question import SlackQuestion
 from workers.delivery.teams import TeamsDelivery, TeamsThread
 from workers.delivery.teams_question import TeamsQuestion
 from workers.kv import MemoryKeyValue
+from workers.rag.answer import Answer, SourceRef
 from workers.settings import Settings
 
 SOURCE = SourceRef(

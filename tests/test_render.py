@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from workers.answer import Answer, SourceRef
 from workers.delivery.render import (
     SLACK_MESSAGE_BLOCKS,
     SLACK_SECTION_CHARS,
@@ -11,6 +10,7 @@ from workers.delivery.render import (
     slack_mrkdwn,
     teams_answer,
 )
+from workers.rag.answer import Answer, SourceRef
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from workers.sparse import document_vector, query_vector, terms
+from workers.rag.sparse import document_vector, query_vector, terms
 
 
 def test_korean_particles_still_match_through_bigrams() -> None:

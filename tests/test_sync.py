@@ -9,11 +9,11 @@ import redis
 from connectors.base import Checkpoint, ConnectorError, Document, PollItem
 from connectors.files import FilesConnector
 from tests.support import HashEmbedder
-from workers.chunking import Chunker
-from workers.index_edge import EdgeIndex
-from workers.state import FileStateStore, RedisStateStore, StateStore
-from workers.sync import Syncer, SyncFailed
-from workers.tokens import counter_for_model
+from workers.ingest.state import FileStateStore, RedisStateStore, StateStore
+from workers.ingest.sync import Syncer, SyncFailed
+from workers.rag.chunking import Chunker
+from workers.rag.index_edge import EdgeIndex
+from workers.rag.tokens import counter_for_model
 
 CHUNKER = Chunker(counter_for_model("gpt-4o-mini"))
 

@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from workers.answer import Answer, AnswerService
 from workers.delivery.chat import ChatThread, DeliveryError, Reader
-from workers.embed import EmbeddingError
-from workers.index import IndexUnavailable
 from workers.kv import StoreUnavailable
-from workers.llm import LLMError
-from workers.prompt import Turn
+from workers.rag.answer import Answer, AnswerService
+from workers.rag.embed import EmbeddingError
+from workers.rag.index import IndexUnavailable
+from workers.rag.llm import LLMError
+from workers.rag.prompt import Turn
 
 T = TypeVar("T")
 # Waits between attempts to reach the chat platform (or the store that remembers what was

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import Checkpoint, Document, PollItem
-from workers.chunking import Chunker
-from workers.embed import Embedder
-from workers.index_edge import EdgeIndex
+from workers.ingest.state import FileStateStore
+from workers.ingest.sync import Syncer
+from workers.rag.chunking import Chunker
+from workers.rag.embed import Embedder
+from workers.rag.index_edge import EdgeIndex
+from workers.rag.retrieve import MODES, Mode, Retriever
 from workers.readers import public_only
-from workers.retrieve import MODES, Mode, Retriever
-from workers.state import FileStateStore
-from workers.sync import Syncer
 
 SOURCE = "eval"
 

@@ -15,21 +15,21 @@ import openai
 import redis
 
 from connectors.base import Connector
-from workers.answer import AnswerService, Writer
-from workers.chunking import Chunker
-from workers.embed import Embedder, LocalE5Embedder, OpenAIEmbedder
-from workers.index import Index
-from workers.index_edge import EdgeIndex
-from workers.llm import ChatModel, context_window, make_client
+from workers.ingest.sources import build_connector, configured_sources
+from workers.ingest.state import FileStateStore, RedisStateStore, StateStore
+from workers.ingest.status import SourceStatus, source_statuses
+from workers.ingest.sync import Syncer
+from workers.rag.answer import AnswerService, Writer
+from workers.rag.chunking import Chunker
+from workers.rag.embed import Embedder, LocalE5Embedder, OpenAIEmbedder
+from workers.rag.index import Index
+from workers.rag.index_edge import EdgeIndex
+from workers.rag.llm import ChatModel, context_window, make_client
+from workers.rag.rerank import RemoteReranker
+from workers.rag.retrieve import Retriever
+from workers.rag.tokens import BpeTokenCounter, counter_for_model
 from workers.readers import for_email
-from workers.rerank import RemoteReranker
-from workers.retrieve import Retriever
 from workers.settings import NotConfigured, Settings
-from workers.sources import build_connector, configured_sources
-from workers.state import FileStateStore, RedisStateStore, StateStore
-from workers.status import SourceStatus, source_statuses
-from workers.sync import Syncer
-from workers.tokens import BpeTokenCounter, counter_for_model
 
 T = TypeVar("T")
 __all__ = ["NotConfigured", "Runtime"]
@@ -108,7 +108,7 @@ class Runtime:
             # Imported here: the client and its gRPC stack cost ~80 MB unused when embedded.
             from qdrant_client import QdrantClient
 
-            from workers.index_server import ServerIndex
+            from workers.rag.index_server import ServerIndex
 
             api_key = (
                 settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None

@@ -22,11 +22,11 @@ from workers.celery_app import app, configured_settings
 from workers.chat_answer import PatientThread, answer_in_thread
 from workers.delivery.chat import ChatThread, DeliveryError
 from workers.delivery.platforms import Deliveries
+from workers.ingest.sync import SyncFailed
 from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue, StoreUnavailable
 from workers.readers import org_wide
 from workers.runtime import Runtime
 from workers.settings import NotConfigured, Settings
-from workers.sync import SyncFailed
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 from workers.kv import KeyValue, StoreUnavailable
 
 if TYPE_CHECKING:  # types only: the front doors share DeliveryError without the pipeline
-    from workers.answer import Answer
-    from workers.prompt import Turn
+    from workers.rag.answer import Answer
+    from workers.rag.prompt import Turn
 
 Reader = Callable[[str], frozenset[str]]
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workers import jobs
-from workers.answer import Answer, SourceRef
 from workers.freshness import age_text
+from workers.rag.answer import Answer, SourceRef
 
 SLACK_SECTION_CHARS = 3000
 SLACK_MESSAGE_BLOCKS = 50

@@ -22,12 +22,12 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from workers.answer import Answer
 from workers.delivery.chat import DeliveryError, PostedMessages, Reader
 from workers.delivery.render import SlackMessage, slack_answer, slack_notice
 from workers.delivery.slack_question import SlackQuestion
 from workers.kv import KeyValue, MemoryKeyValue
-from workers.prompt import Turn
+from workers.rag.answer import Answer
+from workers.rag.prompt import Turn
 from workers.readers import one_reader, org_wide, public_only
 
 log = logging.getLogger(__name__)

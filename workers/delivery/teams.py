@@ -22,13 +22,13 @@ from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
-from workers.answer import Answer
 from workers.delivery.chat import PostedMessages, Reader
 from workers.delivery.render import TeamsMessage, teams_answer, teams_notice
 from workers.delivery.teams_question import TeamsQuestion
 from workers.delivery.teams_service import TeamsServiceError, make_adapter, with_retries
 from workers.kv import KeyValue
-from workers.prompt import Turn
+from workers.rag.answer import Answer
+from workers.rag.prompt import Turn
 from workers.readers import one_reader, org_wide, public_only
 from workers.settings import Settings
 

@@ -23,11 +23,11 @@ from connectors.base import (
     Skipped,
     VersionAware,
 )
-from workers.chunking import Chunker
-from workers.embed import Embedder, EmbeddingError
-from workers.index import Index, IndexUnavailable
-from workers.sparse import TermLengths, document_vector
-from workers.state import SourceState, StateStore, StateUnavailable, checkpoint_of
+from workers.ingest.state import SourceState, StateStore, StateUnavailable, checkpoint_of
+from workers.rag.chunking import Chunker
+from workers.rag.embed import Embedder, EmbeddingError
+from workers.rag.index import Index, IndexUnavailable
+from workers.rag.sparse import TermLengths, document_vector
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from workers.index import Hit
-from workers.tokens import TokenCounter
+from workers.rag.index import Hit
+from workers.rag.tokens import TokenCounter
 
 # Chat formats add a few tokens around each message and to prime the reply (OpenAI's figures
 # are 3 and 3; one more per message keeps the count an upper bound for other servers).

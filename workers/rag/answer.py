@@ -14,13 +14,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from workers.index import Hit
-from workers.language import is_korean
-from workers.llm import ChatModel
-from workers.prompt import Turn, build_prompt
-from workers.retrieve import Retrieval, Retriever
-from workers.sparse import terms
-from workers.tokens import TokenCounter
+from workers.rag.index import Hit
+from workers.rag.language import is_korean
+from workers.rag.llm import ChatModel
+from workers.rag.prompt import Turn, build_prompt
+from workers.rag.retrieve import Retrieval, Retriever
+from workers.rag.sparse import terms
+from workers.rag.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 

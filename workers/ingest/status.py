@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workers.freshness import age_text
-from workers.index import Index
-from workers.state import StateStore
+from workers.ingest.state import StateStore
+from workers.rag.index import Index
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ApiException, ResponseHandlingException
 
 from connectors.base import Document
-from workers.chunking import Chunk
-from workers.embed import Vectors
-from workers.index import (
+from workers.rag.chunking import Chunk
+from workers.rag.embed import Vectors
+from workers.rag.index import (
     DENSE,
     KEYWORD_FIELDS,
     MAX_FACET_VALUES,
@@ -29,7 +29,7 @@ from workers.index import (
     prepare_points,
     sum_terms,
 )
-from workers.sparse import SparseVector
+from workers.rag.sparse import SparseVector
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from connectors.base import Document
-from workers.chunking import Chunk
-from workers.embed import Vectors
-from workers.sparse import SparseVector
+from workers.rag.chunking import Chunk
+from workers.rag.embed import Vectors
+from workers.rag.sparse import SparseVector
 
 DENSE = "dense"
 SPARSE = "sparse"

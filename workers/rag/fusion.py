@@ -18,8 +18,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import replace
 
-from workers.index import Hit
-from workers.sparse import terms
+from workers.rag.index import Hit
+from workers.rag.sparse import terms
 
 DENSE_SHARE = 0.3  # the dense side's share of the weight; the lexical side has the rest
 COVERAGE_POWER = 1.0  # how sharply partial lexical coverage discounts the lexical side

@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense and sparse searches, ACL-filtered, fused (workers/fusion.py), and
+"""Hybrid retrieval: dense and sparse searches, ACL-filtered, fused (workers/rag/fusion.py), and
 re-ordered by a reranking server when one is configured."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from workers.embed import Embedder
-from workers.fusion import fuse, lexical_coverage
-from workers.index import Hit, Index
-from workers.rerank import RemoteReranker, RerankError
-from workers.retrieval_modes import MODES, Mode
-from workers.sparse import query_vector
+from workers.rag.embed import Embedder
+from workers.rag.fusion import fuse, lexical_coverage
+from workers.rag.index import Hit, Index
+from workers.rag.rerank import RemoteReranker, RerankError
+from workers.rag.retrieval_modes import MODES, Mode
+from workers.rag.sparse import query_vector
 
 CANDIDATES = 50  # passages each side returns; fusion's standard scores are taken over these
 RERANK_TOP = 20  # fused passages a reranker (when configured) re-orders

@@ -15,9 +15,9 @@ from typing import Any
 import qdrant_edge as qe
 
 from connectors.base import Document
-from workers.chunking import Chunk
-from workers.embed import Vectors
-from workers.index import (
+from workers.rag.chunking import Chunk
+from workers.rag.embed import Vectors
+from workers.rag.index import (
     DENSE,
     KEYWORD_FIELDS,
     MAX_FACET_VALUES,
@@ -31,7 +31,7 @@ from workers.index import (
     prepare_points,
     sum_terms,
 )
-from workers.sparse import SparseVector
+from workers.rag.sparse import SparseVector
 
 log = logging.getLogger(__name__)
 

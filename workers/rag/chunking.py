@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from connectors.base import Document
-from workers.tokens import TokenCounter
+from workers.rag.tokens import TokenCounter
 
 DEFAULT_MAX_TOKENS = 500
 DEFAULT_TARGET_TOKENS = 400
