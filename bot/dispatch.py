@@ -31,6 +31,22 @@ class Dispatcher:
         if self.in_process:
             import workers.tasks  # noqa: F401  (registers the tasks for eager runs)
 
+    async def warm(self, _: object = None) -> None:
+        """Connects to the broker at start, so the first questions do not pay for loading the
+        transport and opening its connections. A broker that is down now is no reason not to
+        start: questions asked meanwhile get the queue-down notice."""
+        if self.in_process:
+            return
+
+        def connect() -> None:
+            with self.app.producer_or_acquire() as producer:
+                producer.connection.ensure_connection(max_retries=1)
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, connect)
+        except Exception as exc:
+            log.warning("the task queue is not reachable yet: %s", exc.__class__.__name__)
+
     async def send(self, task: str, *args: Any) -> None:
         loop = asyncio.get_running_loop()
         if self.in_process:

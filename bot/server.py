@@ -150,6 +150,7 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
+    app.on_startup.append(dispatcher.warm)
     app.on_cleanup.append(close_dispatcher)
     return app
 
