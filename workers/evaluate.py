@@ -23,7 +23,8 @@ from workers.ingest.sync import Syncer
 from workers.rag.chunking import Chunker
 from workers.rag.embed import Embedder
 from workers.rag.index_edge import EdgeIndex
-from workers.rag.retrieve import MODES, Mode, Retriever
+from workers.rag.retrieval_modes import MODES, Mode
+from workers.rag.retrieve import Retriever
 from workers.readers import public_only
 
 SOURCE = "eval"

@@ -32,7 +32,6 @@ from workers.readers import for_email
 from workers.settings import NotConfigured, Settings
 
 T = TypeVar("T")
-__all__ = ["NotConfigured", "Runtime"]
 
 
 class Runtime:

@@ -11,13 +11,11 @@ from workers.rag.embed import Embedder
 from workers.rag.fusion import fuse, lexical_coverage
 from workers.rag.index import Hit, Index
 from workers.rag.rerank import RemoteReranker, RerankError
-from workers.rag.retrieval_modes import MODES, Mode
+from workers.rag.retrieval_modes import Mode
 from workers.rag.sparse import query_vector
 
 CANDIDATES = 50  # passages each side returns; fusion's standard scores are taken over these
 RERANK_TOP = 20  # fused passages a reranker (when configured) re-orders
-
-__all__ = ["MODES", "Mode", "Retrieval", "Retriever"]
 
 log = logging.getLogger(__name__)
 
