@@ -15,19 +15,21 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
 from bot import metrics
 from bot.dispatch import Dispatcher
-from bot.slack import request as slack_request
-from bot.slack.front_door import SlackFrontDoor
+from bot.slack import routes as slack_routes
 from bot.store import AsyncStore
+from bot.teams import routes as teams_routes
 from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Each chat platform's front door adds its route and start-up hooks; a new platform is one
+# package in bot/ with a `mount` and one line here.
+FRONT_DOORS = (slack_routes.mount, teams_routes.mount)
 
 
 @web.middleware
@@ -68,41 +70,8 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
     metrics.REGISTRY.register(worker_counters)
     dispatcher = Dispatcher(settings)
     app = web.Application(middlewares=[observe], client_max_size=1024 * 1024)
-    slack = None
-    slack_secret = (
-        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
-    )
-    if settings.slack_bot_token and (settings.slack_signing_secret or settings.slack_app_token):
-        slack = SlackFrontDoor(settings, store, dispatcher)
-    else:
-        log.warning(
-            "Slack is off: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN)"
-        )
-
-    teams = None
-    if settings.microsoft_app_id or settings.ragbot_teams_dev:
-        # Slow to import: loaded only when Teams is on. Refuses to start when misconfigured.
-        from bot.teams.front_door import TeamsFrontDoor
-
-        teams = TeamsFrontDoor(settings, store, dispatcher)
-    else:
-        log.warning("Teams is off: set MICROSOFT_APP_ID and MICROSOFT_APP_TENANT_ID")
-
-    async def slack_events(request: web.Request) -> web.StreamResponse:
-        if slack is None:
-            return web.json_response({"error": "Slack is not configured"}, status=404)
-        body = await request.read()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        refused = slack_request.refusal(body, headers, slack_secret)
-        if refused is not None:
-            return refused
-        response = await slack.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
-
-    async def teams_messages(request: web.Request) -> web.StreamResponse:
-        if teams is None:
-            return web.json_response({"error": "Teams is not configured"}, status=404)
-        return await teams.handle(request)
+    for mount in FRONT_DOORS:
+        mount(app, settings, store, dispatcher)
 
     async def healthz(request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
@@ -124,29 +93,6 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
         store.close()
         metrics.REGISTRY.unregister(worker_counters)
 
-    if slack is not None and settings.slack_app_token is not None:
-        # Socket Mode: Slack delivers over a websocket this process opens; no public URL needed.
-        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-
-        app_token = settings.slack_app_token.get_secret_value()
-        handlers: list[AsyncSocketModeHandler] = []
-
-        async def open_socket(_: web.Application) -> None:
-            # Built here: its aiohttp session must belong to the running event loop.
-            handlers.append(AsyncSocketModeHandler(slack.app, app_token))
-            await handlers[0].connect_async()  # type: ignore[no-untyped-call]
-
-        async def close_socket(_: web.Application) -> None:
-            for handler in handlers:
-                await handler.close_async()  # type: ignore[no-untyped-call]
-
-        app.on_startup.append(open_socket)
-        app.on_cleanup.append(close_socket)
-
-    app.router.add_post("/slack/events", slack_events)
-    app.router.add_post("/api/messages", teams_messages)
-    if teams is not None:
-        app.on_startup.append(teams.warm)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
