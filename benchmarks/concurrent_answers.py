@@ -15,14 +15,13 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import redis
 
-from benchmarks.front_door import QUESTIONS, RAGBOT, build_index
+from benchmarks.front_door import QUESTIONS, RAGBOT, build_index, memory_mb, spawn_fake
 from workers import jobs
 from workers.celery_app import make_celery
 from workers.settings import Settings
@@ -34,13 +33,6 @@ fake = FakeOpenAI(reply_seconds=float(sys.argv[1])).start()
 print(fake.base_url, flush=True)
 sys.stdin.read()
 """
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def round_trip(app: object, count: int) -> float:
@@ -61,15 +53,8 @@ def main() -> None:
     options = parser.parse_args()
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/12")
     work = Path(tempfile.mkdtemp(prefix="ragbot-concurrency-"))
-    model = subprocess.Popen(
-        [sys.executable, "-c", FAKE_MODEL, str(options.slow_model_seconds)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    model, (base_url,) = spawn_fake(FAKE_MODEL, str(options.slow_model_seconds))
     try:
-        assert model.stdout is not None
-        base_url = model.stdout.readline().strip()
         build_index(work / "data", 0)
         env = os.environ | {
             "REDIS_URL": url,
@@ -101,7 +86,7 @@ def main() -> None:
                 for size in sizes:
                     seconds = round_trip(app, size)
                     print(f"{label}: {size} at once, last answer after {seconds:.1f} s")
-                print(f"{label}: worker peak RSS {peak_rss_mb(worker.pid):.0f} MB")
+                print(f"{label}: worker peak RSS {memory_mb(worker.pid)[1]:.0f} MB")
             finally:
                 worker.terminate()
                 worker.wait(30)

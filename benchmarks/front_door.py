@@ -46,20 +46,48 @@ def build_index(data_dir: Path, chunks: int) -> None:
     build(data_dir / "index" / LocalE5Embedder.name, chunks)
 
 
+def wait_until_healthy(port: int, seconds: float, poll: float = 0.2) -> bool:
+    """True once the server on `port` answers /healthz with 200; False after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(poll)
+    return False
+
+
 def start_front_door(env: dict[str, str], log: IO[bytes]) -> tuple[subprocess.Popen[bytes], int]:
     """`ragbot serve` on a free port, once it answers /healthz (or after 30 s)."""
     port = free_port()
     process = subprocess.Popen(
         [RAGBOT, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    wait_until_healthy(port, 30)
     return process, port
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(resident now, peak resident) of a process, in MB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def spawn_fake(code: str, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """A fake service in a process of its own: `code` starts it, prints what a client needs on
+    one line and waits for its stdin to close. Returns the process and that line's words."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().split()
 
 
 def start_worker(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:

@@ -24,12 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-import numpy as np
 import redis
 
-from benchmarks.front_door import RAGBOT, free_port
-from benchmarks.slack_front_door import SECRET, event_body, post
+from benchmarks.front_door import RAGBOT, free_port, memory_mb, spawn_fake, wait_until_healthy
+from benchmarks.slack_front_door import SECRET, ack_load
 
 _ts = itertools.count(1)
 
@@ -42,60 +40,23 @@ def start(
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = started + 60
-    while time.perf_counter() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process, time.perf_counter() - started
-        except httpx.HTTPError:
-            time.sleep(0.02)
-    process.kill()
-    raise TimeoutError(f"{command[0]} did not answer /healthz within 60 s")
+    if not wait_until_healthy(port, 60, poll=0.02):
+        process.kill()
+        raise TimeoutError(f"{command[0]} did not answer /healthz within 60 s")
+    return process, time.perf_counter() - started
 
 
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(resident now, peak resident) of a process, in MB."""
-    fields = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-    )
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+FAKE_SLACK = """
+import sys
+from tests.fakes.slack_api import FakeSlack
+fake = FakeSlack(users={'U0ASKER': 'sam@acme.com'}).start()
+print(fake.api_url, fake.token, flush=True)
+sys.stdin.read()
+"""
 
 
-async def load(url: str, rate: int, seconds: int) -> dict[str, float]:
-    async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=200)) as client:
-        tasks = []
-        started = time.perf_counter()
-        for i in range(rate * seconds):
-            delay = started + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            ts = f"{int(time.time())}.{next(_ts):06d}"
-            body = event_body("C0LOAD", ts, "How long is parental leave?", f"Ev{ts}")
-            tasks.append(asyncio.create_task(post(client, url, body)))
-        results = await asyncio.gather(*tasks)
-    ms = np.array([r[0] for r in results]) * 1000
-    return {
-        "errors": sum(1 for r in results if r[1] != 200),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-    }
-
-
-def fake_slack() -> tuple[subprocess.Popen[str], str, str]:
-    """The fake Slack Web API in a process of its own; returns it, its API URL and token."""
-    code = (
-        "import sys\n"
-        "from tests.fakes.slack_api import FakeSlack\n"
-        "fake = FakeSlack(users={'U0ASKER': 'sam@acme.com'}).start()\n"
-        "print(fake.api_url, fake.token, flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    api_url, token = process.stdout.readline().split()
-    return process, api_url, token
+def next_ts() -> str:
+    return f"{int(time.time())}.{next(_ts):06d}"
 
 
 def main() -> None:
@@ -108,7 +69,7 @@ def main() -> None:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/11")
     store = redis.Redis.from_url(redis_url)
     store.flushdb()
-    slack, api_url, token = fake_slack()
+    slack, (api_url, token) = spawn_fake(FAKE_SLACK)
     data_dir = Path(tempfile.mkdtemp(prefix="ragbot-footprint-"))
     env = {
         **os.environ,
@@ -143,13 +104,12 @@ def main() -> None:
             port = free_port()
             servers[name] = (start(command(port), env, port)[0], port)
         for _, port in servers.values():  # one unmeasured second each: lazy imports, pools
-            asyncio.run(load(f"http://127.0.0.1:{port}/slack/events", args.rate, 1))
+            asyncio.run(ack_load(f"http://127.0.0.1:{port}/slack/events", args.rate, 1, next_ts))
         for round_number in range(1, args.rounds + 1):
             for name, (process, port) in servers.items():
                 store.flushdb()  # the queue drained: each round starts from the same state
-                result = asyncio.run(
-                    load(f"http://127.0.0.1:{port}/slack/events", args.rate, args.seconds)
-                )
+                url = f"http://127.0.0.1:{port}/slack/events"
+                result = asyncio.run(ack_load(url, args.rate, args.seconds, next_ts))
                 rss, peak = memory_mb(process.pid)
                 print(
                     f"round {round_number} {name}: ack at {args.rate} req/s for "

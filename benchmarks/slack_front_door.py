@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,10 @@ async def post(client: httpx.AsyncClient, url: str, body: str) -> tuple[float, i
     return time.perf_counter() - started, response.status_code
 
 
-async def ack_load(url: str, rate: int, seconds: int, fake: FakeSlack) -> dict[str, float]:
+async def ack_load(
+    url: str, rate: int, seconds: int, next_ts: Callable[[], str]
+) -> dict[str, float]:
+    """Signed mentions at `rate` per second for `seconds`; each message's ts from `next_ts`."""
     results: list[tuple[float, int]] = []
     async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=200)) as client:
         tasks = []
@@ -72,7 +76,7 @@ async def ack_load(url: str, rate: int, seconds: int, fake: FakeSlack) -> dict[s
             delay = started + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            body = event_body("C0LOAD", fake.next_ts(), "How long is parental leave?", f"EvLoad{i}")
+            body = event_body("C0LOAD", next_ts(), "How long is parental leave?", f"EvLoad{i}")
             tasks.append(asyncio.create_task(post(client, url, body)))
         results = await asyncio.gather(*tasks)
     ms = np.array([r[0] for r in results]) * 1000
@@ -123,7 +127,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/slack/events"
 
         # 1. Ack latency: no worker yet, the questions just queue up.
-        load = asyncio.run(ack_load(url, args.rate, args.seconds, fake_slack))
+        load = asyncio.run(ack_load(url, args.rate, args.seconds, fake_slack.next_ts))
         print(
             f"ack latency at {args.rate} req/s for {args.seconds} s: p50 {load['p50_ms']:.1f} ms, "
             f"p99 {load['p99_ms']:.1f} ms, {load['errors']} errors of {load['requests']}"

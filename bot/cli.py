@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from bot.teams.app_package import AppPackageError, build_app_package
 from workers import jobs
 from workers.freshness import age_text
-from workers.ingest.sources import SOURCES
+from workers.ingest.sources import SOURCES, settings_hints
 from workers.rag.retrieval_modes import MODES
 from workers.readers import ReaderError, for_email, org_wide
 from workers.settings import NotConfigured, Settings
@@ -164,7 +164,7 @@ def _teams_app(settings: Settings, args: argparse.Namespace) -> int:
 def _sync(runtime: Runtime, args: argparse.Namespace) -> int:
     names = [args.source] if args.source else runtime.configured_sources()
     if not names:
-        raise NotConfigured("no source is configured (set FILES_PATH, CONFLUENCE_URL or GOOGLE_*)")
+        raise NotConfigured(f"no source is configured (set {settings_hints()})")
     for name in names:
         if runtime.settings.redis_url:
             outcome = _through_queue(

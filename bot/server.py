@@ -112,11 +112,8 @@ async def unready_dependencies(settings: Settings) -> list[str]:
         finally:
             await client.aclose()
     if settings.qdrant_url:
-        headers = (
-            {"api-key": settings.qdrant_api_key.get_secret_value()}
-            if settings.qdrant_api_key
-            else {}
-        )
+        api_key = settings.secret("qdrant_api_key")
+        headers = {"api-key": api_key} if api_key else {}
         url = settings.qdrant_url.rstrip("/") + "/readyz"
         try:
             async with (

@@ -109,9 +109,7 @@ class Runtime:
 
             from workers.rag.index_server import ServerIndex
 
-            api_key = (
-                settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-            )
+            api_key = settings.secret("qdrant_api_key")
             client = QdrantClient(url=settings.qdrant_url, api_key=api_key, timeout=30)
             return ServerIndex(client, f"ragbot_{self.embedder.name}", self.embedder.dim)
         path = settings.ragbot_data_dir / "index" / self.embedder.name

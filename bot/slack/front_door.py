@@ -52,18 +52,14 @@ class SlackFrontDoor:
         self.intake = Intake("slack", store, dispatcher, settings.ragbot_idempotency_ttl_seconds)
         assert settings.slack_bot_token is not None
         # Socket Mode needs no signing secret; over HTTP, an empty one rejects every request.
-        secret = (
-            settings.slack_signing_secret.get_secret_value()
-            if settings.slack_signing_secret
-            else ""
-        )
+        self.signing_secret = settings.secret("slack_signing_secret") or ""
         client = AsyncWebClient(
             token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
         )
         client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
         self.app = AsyncApp(
             client=client,
-            signing_secret=secret,
+            signing_secret=self.signing_secret,
             process_before_response=False,
         )
         self.app.event("app_mention")(self.on_mention)

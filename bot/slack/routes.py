@@ -21,7 +21,6 @@ def mount(
     app: web.Application, settings: Settings, store: AsyncStore, dispatch: Dispatcher
 ) -> None:
     slack = None
-    secret = settings.secret("slack_signing_secret") or ""
     if settings.slack_bot_token and (settings.slack_signing_secret or settings.slack_app_token):
         slack = SlackFrontDoor(settings, store, dispatch)
     else:
@@ -34,7 +33,7 @@ def mount(
             return web.json_response({"error": "Slack is not configured"}, status=404)
         body = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        refused = slack_request.refusal(body, headers, secret)
+        refused = slack_request.refusal(body, headers, slack.signing_secret)
         if refused is not None:
             return refused
         response = await slack.app.async_dispatch(await to_bolt_request(request))

@@ -88,6 +88,12 @@ REGISTRY: dict[str, Source] = {
 SOURCES = tuple(REGISTRY)
 
 
+def settings_hints() -> str:
+    """What turns each source on, for "nothing is configured" messages."""
+    hints = [source.settings_hint for source in REGISTRY.values()]
+    return f"{', '.join(hints[:-1])} or {hints[-1]}" if len(hints) > 1 else hints[0]
+
+
 def configured_sources(settings: Settings) -> list[str]:
     """The sources this deployment indexes, in the registry's order."""
     return [name for name, source in REGISTRY.items() if source.is_configured(settings)]
