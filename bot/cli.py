@@ -21,6 +21,7 @@ from bot.teams.app_package import AppPackageError, build_app_package
 from workers import jobs
 from workers.freshness import age_text
 from workers.ingest.sources import SOURCES, settings_hints
+from workers.rag.audience import Audience
 from workers.rag.retrieval_modes import MODES
 from workers.readers import ReaderError, for_email, org_wide
 from workers.settings import NotConfigured, Settings
@@ -194,7 +195,8 @@ def _ask(runtime: Runtime, args: argparse.Namespace) -> int:
             if args.reader
             else org_wide(runtime.settings.ragbot_org_domains)
         )
-        answer = runtime.answer_service().answer(args.question, principals).to_json()
+        audience = Audience.of(principals)
+        answer = runtime.answer_service().answer(args.question, audience).to_json()
     print(json.dumps(answer, ensure_ascii=False) if args.json else _answer_text(answer))
     return 0
 

@@ -79,6 +79,16 @@ class WorkerCounters(Collector):
             if name.startswith("answers:"):
                 answers.add_metric([name.split(":", 1)[1]], value)
         yield answers
+        views = CounterMetricFamily(
+            "ragbot_answer_views",
+            "Conversation answers by whose documents they drew on, and why narrower",
+            labels=["scope", "reason"],
+        )
+        for name, value in sorted(counters.items()):
+            if name.startswith("views:") and name.count(":") == 2:
+                _, scope, reason = name.split(":")
+                views.add_metric([scope, reason], value)
+        yield views
         timing = SummaryMetricFamily(
             "ragbot_answer_seconds", "Worker time per answered question (retrieve, write, post)"
         )

@@ -11,13 +11,14 @@ import pytest
 from tests.conftest import HANDBOOK
 from tests.fakes.openai_api import FakeOpenAI, Fault
 from workers.rag.answer import Answer, AnswerService
+from workers.rag.audience import Audience
 from workers.rag.llm import LLMError
 from workers.rag.prompt import Turn
 from workers.readers import for_email, org_wide
 from workers.runtime import Runtime
 from workers.settings import Settings
 
-ORG = org_wide(["acme.com"])
+ORG = Audience.of(org_wide(["acme.com"]))
 
 
 def settings_for(data_dir: Path, fake: FakeOpenAI | None = None, **extra: object) -> Settings:
@@ -81,11 +82,11 @@ def test_off_topic_questions_abstain(extractive: AnswerService) -> None:
 
 def test_restricted_documents_only_reach_their_readers(extractive: AnswerService) -> None:
     question = "What is the salary range for a Staff Engineer?"
-    for reader in (ORG, for_email("sam@acme.com")):
+    for reader in (ORG, Audience.of(for_email("sam@acme.com"))):
         answer = extractive.answer(question, reader)
         assert "salary-bands.md" not in cited_files(answer)
         assert "92,000" not in answer.text
-    allowed = extractive.answer(question, for_email("dana@acme.com"))
+    allowed = extractive.answer(question, Audience.of(for_email("dana@acme.com")))
     assert cited_files(allowed)[0] == "salary-bands.md" and "92,000 – 118,000" in allowed.text
 
 

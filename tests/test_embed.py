@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import HANDBOOK
 from tests.fakes.openai_api import FakeOpenAI, Fault
+from workers.rag.audience import Audience
 from workers.rag.embed import EmbeddingError, LocalE5Embedder, OpenAIEmbedder
 from workers.rag.llm import make_client
 from workers.readers import org_wide
@@ -77,7 +78,6 @@ def test_an_api_embedding_model_is_used_end_to_end_when_configured(
         )
         assert embedded == report.chunks_embedded
         assert (tmp_path / "index" / "openai-text-embedding-3-small").is_dir()
-        hits = (
-            runtime.answer_service().retriever.search("VPN-E42 certificate", org_wide([]), 3).hits
-        )
+        retriever = runtime.answer_service().retriever
+        hits = retriever.search("VPN-E42 certificate", Audience.of(org_wide([])), 3).hits
         assert hits[0].title == "Remote Work and VPN"

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.conftest import HANDBOOK
+from workers.rag.audience import Audience
 from workers.rag.fusion import fuse, lexical_coverage
 from workers.rag.index import Hit
 from workers.readers import org_wide
@@ -72,7 +73,7 @@ def test_a_question_no_passage_shares_a_word_with_is_ranked_by_the_dense_side(
         redis_url=None,
         openai_api_key=None,
     )  # type: ignore[call-arg]
-    reader = org_wide(["acme.com"])
+    reader = Audience.of(org_wide(["acme.com"]))
     with Runtime(settings) as runtime:
         retriever = runtime.answer_service().retriever
         question = "welfare points"  # the handbook says it only in Korean (복지 포인트)

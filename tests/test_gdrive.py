@@ -20,6 +20,7 @@ from tests.processes import RAGBOT
 from tests.support import HashEmbedder, text_pdf
 from workers.ingest.state import FileStateStore
 from workers.ingest.sync import Syncer, SyncFailed
+from workers.rag.audience import Audience
 from workers.rag.chunking import Chunker
 from workers.rag.embed import EmbeddingError, Vectors
 from workers.rag.index_edge import EdgeIndex
@@ -244,9 +245,9 @@ def test_changes_update_the_index_and_sharing_changes_cost_no_download(
     versions = index.document_versions("gdrive")
     assert "gdrive:kickoff" not in versions and "gdrive:onboard" not in versions
     retriever = Retriever(embedder, index)
-    hits = retriever.search("Platform budget", {"user:lee@acme.com"}, limit=5).hits
+    hits = retriever.search("Platform budget", Audience.of({"user:lee@acme.com"}), limit=5).hits
     assert [h.document_id for h in hits] == ["gdrive:budget"]
-    leave = retriever.search("parental leave weeks", {"domain:acme.com"}, limit=5).hits
+    leave = retriever.search("parental leave weeks", Audience.of({"domain:acme.com"}), limit=5).hits
     assert "20 weeks" in leave[0].text
     index.close()
 
@@ -281,7 +282,9 @@ def test_a_crash_mid_sync_resumes_from_the_last_token_and_loses_nothing(
     assert report.indexed < 25, "resumed after the pages already written"
     retriever = Retriever(embedder, index)
     for n in range(25):
-        hits = retriever.search(f"Note number {n} revised", {"user:sam@acme.com"}, limit=3).hits
+        hits = retriever.search(
+            f"Note number {n} revised", Audience.of({"user:sam@acme.com"}), limit=3
+        ).hits
         assert any("revised" in h.text for h in hits if h.document_id == f"gdrive:note{n}"), n
     index.close()
 

@@ -12,6 +12,7 @@ from qdrant_client import QdrantClient
 
 from connectors.base import Document
 from tests.support import HashEmbedder
+from workers.rag.audience import Audience
 from workers.rag.chunking import Chunker
 from workers.rag.index import Index
 from workers.rag.index_edge import EdgeIndex
@@ -21,6 +22,7 @@ from workers.rag.sparse import document_vector
 from workers.rag.tokens import counter_for_model
 
 EMBEDDER = HashEmbedder()
+PUBLIC = Audience.of({"public"})
 CHUNKER = Chunker(counter_for_model("gpt-4o-mini"), max_tokens=120, target_tokens=100)
 
 
@@ -59,8 +61,10 @@ def write(index: Index, document: Document) -> int:
     return len(chunks)
 
 
-def doc_ids(index: Index, question: str, principals: set[str]) -> set[str]:
-    found = Retriever(EMBEDDER, index).search(question, principals, limit=20)
+def doc_ids(index: Index, question: str, principals: set[str], *others: set[str]) -> set[str]:
+    """What a reader (with `others`: everyone of several readers) finds."""
+    audience = Audience.everyone_of([principals, *others])
+    found = Retriever(EMBEDDER, index).search(question, audience, limit=20)
     return {h.document_id for h in found.hits}
 
 
@@ -79,7 +83,7 @@ def test_search_never_returns_what_the_reader_may_not_see(index: Index) -> None:
     assert doc_ids(index, "salary bands", {"group:files:hr"}) == {"hr"}
     assert doc_ids(index, "salary bands", set()) == set()
     for mode in ("dense", "sparse"):
-        found = Retriever(EMBEDDER, index).search("salary", {"public"}, 20, mode)  # type: ignore[arg-type]
+        found = Retriever(EMBEDDER, index).search("salary", PUBLIC, 20, mode)  # type: ignore[arg-type]
         assert {h.document_id for h in found.hits} <= {"public"}
 
 
@@ -92,7 +96,7 @@ def test_replacing_a_document_leaves_no_stale_chunk(index: Index) -> None:
 
     assert index.document_versions("files") == {"guide": {"v2"}, "other": {"v1"}}
     assert index.stats("files").chunks == 2
-    hits = Retriever(EMBEDDER, index).search("old deploy process", {"public"}, 20).hits
+    hits = Retriever(EMBEDDER, index).search("old deploy process", PUBLIC, 20).hits
     assert all("old deploy" not in h.text for h in hits)
 
 
@@ -109,7 +113,7 @@ def test_deleting_removes_every_chunk_of_the_document_only(index: Index) -> None
 
 def test_hits_carry_what_a_citation_needs(index: Index) -> None:
     write(index, doc("policy", "# Leave\n\nAnnual leave is 25 days.", {"public"}))
-    hit = Retriever(EMBEDDER, index).search("annual leave days", {"public"}, 5).hits[0]
+    hit = Retriever(EMBEDDER, index).search("annual leave days", PUBLIC, 5).hits[0]
     assert (hit.document_id, hit.title, hit.url, hit.source) == (
         "policy",
         "policy",
@@ -118,6 +122,50 @@ def test_hits_carry_what_a_citation_needs(index: Index) -> None:
     )
     assert hit.updated_at == datetime(2026, 11, 1, 10, tzinfo=UTC)
     assert "25 days" in hit.text and hit.chunk_id == "policy#0"
+    assert hit.acl == {"public"}
+
+
+DANA = {"public", "domain:acme.com", "user:dana@acme.com", "group:confluence:hr"}
+SAM = {"public", "domain:acme.com", "user:sam@acme.com", "group:confluence:hr"}
+LEE = {"public", "domain:acme.com", "user:lee@acme.com", "group:confluence:eng"}
+ACLS = {
+    "public": {"public"},
+    "acme": {"domain:acme.com"},
+    "hr": {"group:confluence:hr", "user:ceo@acme.com"},
+    "eng": {"group:confluence:eng"},
+    "dana-sam": {"user:dana@acme.com", "user:sam@acme.com"},
+    "dana": {"user:dana@acme.com"},
+    "nobody": set(),
+}
+
+
+def test_an_audience_finds_only_what_every_reader_may_open(index: Index) -> None:
+    for name, acl in ACLS.items():
+        write(index, doc(name, f"quarterly planning notes for {name}", acl))
+    index.commit()
+    question = "quarterly planning notes"
+    assert doc_ids(index, question, DANA) == {"public", "acme", "hr", "dana-sam", "dana"}
+    assert doc_ids(index, question, DANA, SAM) == {"public", "acme", "hr", "dana-sam"}
+    assert doc_ids(index, question, DANA, SAM, LEE) == {"public", "acme"}
+    assert doc_ids(index, question, DANA, DANA, SAM) == doc_ids(index, question, DANA, SAM)
+    assert doc_ids(index, question, LEE, {"public"}) == {"public"}
+    assert doc_ids(index, question, DANA, set()) == set(), "an unidentified reader: nothing"
+    nobody = Retriever(EMBEDDER, index).search(question, Audience(()), limit=20)
+    assert nobody.hits == [], "no readers at all: nothing"
+
+
+def test_the_index_and_the_audience_agree_on_every_passage(index: Index) -> None:
+    """`Audience.may_read` (used to tell what the asker alone may see) is the index's rule."""
+    for name, acl in ACLS.items():
+        write(index, doc(name, f"office move checklist for {name}", acl))
+    index.commit()
+    readers = [DANA, SAM, LEE, {"public"}, {"user:ceo@acme.com"}]
+    for size in range(1, 4):
+        for start in range(len(readers)):
+            group = [readers[(start + i) % len(readers)] for i in range(size)]
+            audience = Audience.everyone_of(group)
+            found = doc_ids(index, "office move checklist", *group)
+            assert found == {n for n, acl in ACLS.items() if audience.may_read(acl)}, group
 
 
 def test_principals_lists_every_reader_named_in_a_source(index: Index) -> None:
@@ -156,7 +204,7 @@ def test_searches_run_while_another_thread_writes(index: Index) -> None:
         retriever = Retriever(EMBEDDER, index)
         while not done.is_set():
             try:
-                for hit in retriever.search("trains for trips", {"public"}, limit=5).hits:
+                for hit in retriever.search("trains for trips", PUBLIC, limit=5).hits:
                     if hit.document_id != "files:public.md":
                         leaked.append(hit.document_id)
             except BaseException as exc:

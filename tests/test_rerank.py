@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import HANDBOOK
 from tests.fakes.rerank_api import FakeReranker
+from workers.rag.audience import Audience
 from workers.readers import org_wide
 from workers.runtime import Runtime
 from workers.settings import Settings
@@ -36,7 +37,7 @@ def search(data_dir: Path, reranker: FakeReranker | None) -> list[str]:
     )
     with Runtime(settings) as runtime:
         retriever = runtime.answer_service().retriever
-        hits = retriever.search(QUESTION, org_wide(["acme.com"]), limit=8).hits
+        hits = retriever.search(QUESTION, Audience.of(org_wide(["acme.com"])), limit=8).hits
         return [hit.title for hit in hits]
 
 

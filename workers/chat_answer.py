@@ -1,5 +1,7 @@
 """Answer one chat question: who may see the reply, what the thread said, the answer, the reply.
 
+A conversation's answer draws only on what all its readers may open; when the asker's own
+documents change the answer, the asker alone gets a private add-on after it.
 Failures the asker can do nothing about still get a clear message in the thread, never silence.
 The platform itself failing (`DeliveryError`) is raised, so the task can retry delivery.
 """
@@ -12,13 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from workers.delivery.chat import ChatThread, DeliveryError, Reader
+from workers.delivery.chat import ChatThread, DeliveryError, ViewRules
 from workers.kv import StoreUnavailable
 from workers.rag.answer import Answer, AnswerService
 from workers.rag.embed import EmbeddingError
 from workers.rag.index import IndexUnavailable
 from workers.rag.llm import LLMError
 from workers.rag.prompt import Turn
+from workers.readers import View
 
 T = TypeVar("T")
 # Waits between attempts to reach the chat platform (or the store that remembers what was
@@ -35,20 +38,23 @@ LLM_DOWN = "I couldn't reach the language model just now. Please try again in a 
 class Outcome:
     kind: str  # "answered" | "abstained" | "index_down" | "llm_down"
     answer: Answer | None = None
+    view: View | None = None
 
 
 def answer_in_thread(
     thread: ChatThread,
     service: Callable[[], AnswerService],
-    org_domains: list[str],
-    reader: Reader,
+    rules: ViewRules,
+    private_addon: bool = True,
 ) -> Outcome:
     """Answers and replies; a failure of the index or the model is explained in the thread
     (opening the index included: `service` builds the answer service when first needed)."""
-    principals = thread.reader_principals(org_domains, reader)
+    view = thread.view(rules)
+    if view.reason:
+        log.info("%s answered from %s documents: %s", thread.question_id, view.scope, view.reason)
     history = thread.history()
     try:
-        answer = service().answer(thread.text, principals, history)
+        answer = service().answer(thread.text, view.audience, history)
     except (IndexUnavailable, EmbeddingError) as exc:
         log.warning("answer %s failed: %s", thread.question_id, exc.__class__.__name__)
         thread.post_notice(INDEX_DOWN)
@@ -57,8 +63,26 @@ def answer_in_thread(
         log.warning("answer %s failed: %s", thread.question_id, exc)
         thread.post_notice(LLM_DOWN)
         return Outcome("llm_down")
-    thread.post_answer(answer)
-    return Outcome("abstained" if answer.abstained else "answered", answer)
+    thread.post_answer(answer, view)
+    if private_addon and view.asker is not None:
+        _add_privately(thread, service(), view, history)
+    return Outcome("abstained" if answer.abstained else "answered", answer, view)
+
+
+def _add_privately(
+    thread: ChatThread, service: AnswerService, view: View, history: list[Turn]
+) -> None:
+    """The asker's own answer, to the asker alone, when it cites what the others may not open.
+
+    The public answer is already out; a failure here is logged and the add-on skipped."""
+    assert view.asker is not None
+    try:
+        private = service.private_addon(thread.text, view.asker, view.audience, history)
+    except (IndexUnavailable, EmbeddingError, LLMError) as exc:
+        log.warning("private add-on for %s skipped: %s", thread.question_id, exc)
+        return
+    if private is not None:
+        thread.post_private(private)
 
 
 class PatientThread:
@@ -83,14 +107,17 @@ class PatientThread:
     def text(self) -> str:
         return self.inner.text
 
-    def reader_principals(self, org_domains: list[str], reader: Reader) -> frozenset[str]:
-        return self._patiently(lambda: self.inner.reader_principals(org_domains, reader))
+    def view(self, rules: ViewRules) -> View:
+        return self._patiently(lambda: self.inner.view(rules))
 
     def history(self) -> list[Turn]:
         return self._patiently(self.inner.history)
 
-    def post_answer(self, answer: Answer) -> None:
-        self._patiently(lambda: self.inner.post_answer(answer))
+    def post_answer(self, answer: Answer, view: View) -> None:
+        self._patiently(lambda: self.inner.post_answer(answer, view))
+
+    def post_private(self, answer: Answer) -> None:
+        self._patiently(lambda: self.inner.post_private(answer))
 
     def post_notice(self, text: str, new_message: bool = False) -> None:
         self._patiently(lambda: self.inner.post_notice(text, new_message))

@@ -20,12 +20,15 @@ from typing import Any
 from connectors.base import Checkpoint, Document, PollItem
 from workers.ingest.state import FileStateStore
 from workers.ingest.sync import Syncer
+from workers.rag.audience import Audience
 from workers.rag.chunking import Chunker
 from workers.rag.embed import Embedder
 from workers.rag.index_edge import EdgeIndex
 from workers.rag.retrieval_modes import MODES, Mode
 from workers.rag.retrieve import Retriever
 from workers.readers import public_only
+
+PUBLIC_READER = Audience.of(public_only())
 
 SOURCE = "eval"
 
@@ -133,7 +136,7 @@ def _score(
     reciprocal = 0.0
     for query in queries:
         gold = {str(g) for g in query["gold"]}
-        found = retriever.search(str(query["question"]), public_only(), depth, mode)
+        found = retriever.search(str(query["question"]), PUBLIC_READER, depth, mode)
         ranks = [rank for rank, hit in enumerate(found.hits) if hit.document_id in gold]
         first = ranks[0] if ranks else None
         for cutoff in hits_at:

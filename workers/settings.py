@@ -55,6 +55,13 @@ class Settings(BaseSettings):
 
     ragbot_org_domains: CsvList = Field(default_factory=list)
     ragbot_admins: CsvList = Field(default_factory=list)
+    # Channel answers draw on what every human member may open, up to this many members;
+    # larger channels get company-wide documents. Membership is re-read after the TTL even
+    # when a join or leave event was missed.
+    ragbot_channel_max_members: int = Field(default=100, ge=1, le=10_000)
+    ragbot_membership_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
+    # The asker alone is told what their own documents add to a channel answer.
+    ragbot_private_addon: bool = True
 
     files_path: Path | None = None
 

@@ -20,10 +20,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from workers import jobs
 from workers.celery_app import app, configured_settings
 from workers.chat_answer import PatientThread, answer_in_thread
-from workers.delivery.chat import ChatThread, DeliveryError
+from workers.delivery.chat import ChatThread, DeliveryError, ViewRules
 from workers.delivery.platforms import Deliveries
 from workers.ingest.sync import SyncFailed
 from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue, StoreUnavailable
+from workers.rag.audience import Audience
 from workers.readers import org_wide
 from workers.runtime import Runtime
 from workers.settings import NotConfigured, Settings
@@ -114,8 +115,12 @@ def answer(platform: str, payload: dict[str, Any]) -> None:
         outcome = answer_in_thread(
             thread,
             ctx.runtime.answer_service,
-            ctx.settings.ragbot_org_domains,
-            ctx.runtime.reader,
+            ViewRules(
+                ctx.runtime.reader,
+                ctx.settings.ragbot_org_domains,
+                ctx.settings.ragbot_channel_max_members,
+            ),
+            ctx.settings.ragbot_private_addon,
         )
     except SoftTimeLimitExceeded:
         _notify_quietly(thread.inner, SLOW_ANSWER)
@@ -127,6 +132,8 @@ def answer(platform: str, payload: dict[str, Any]) -> None:
         _count(ctx, f"answers:{platform}_failed")
         return
     _count(ctx, f"answers:{outcome.kind}")
+    if outcome.view is not None:  # whose documents: e.g. how often a member was unresolved
+        _count(ctx, f"views:{outcome.view.scope}:{outcome.view.reason or 'none'}")
     _count(ctx, "answer_seconds:sum", time.perf_counter() - started)
     _count(ctx, "answer_seconds:count")
     if outcome.answer is not None:
@@ -209,7 +216,7 @@ def ask(question: str, reader: str | None = None) -> dict[str, object]:
     ctx = context()
     settings = ctx.settings
     principals = ctx.runtime.reader(reader) if reader else org_wide(settings.ragbot_org_domains)
-    return ctx.runtime.answer_service().answer(question, principals).to_json()
+    return ctx.runtime.answer_service().answer(question, Audience.of(principals)).to_json()
 
 
 def _report(reply_to: str | dict[str, Any], text: str) -> None:

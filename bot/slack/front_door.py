@@ -22,6 +22,12 @@ from bot.dispatch import Dispatcher
 from bot.intake import Intake
 from bot.store import AsyncStore
 from workers import jobs
+from workers.delivery.membership import (
+    GENERATION_SECONDS,
+    generation_key,
+    new_generation,
+    slack_scope,
+)
 from workers.delivery.slack_question import SlackQuestion
 from workers.kv import StoreUnavailable
 from workers.settings import Settings
@@ -64,6 +70,8 @@ class SlackFrontDoor:
         )
         self.app.event("app_mention")(self.on_mention)
         self.app.event("message")(self.on_message)
+        self.app.event("member_joined_channel")(self.on_membership_change)
+        self.app.event("member_left_channel")(self.on_membership_change)
         self.app.command("/ragbot")(self.on_command)
         self.app.action(jobs.FEEDBACK_UP)(self.on_feedback)
         self.app.action(jobs.FEEDBACK_DOWN)(self.on_feedback)
@@ -86,6 +94,14 @@ class SlackFrontDoor:
         thread_ts = event.get("thread_ts")
         if thread_ts and await self._answered_thread(self._team(event, body), event, thread_ts):
             await self._take_question(event, body, client, kind="follow_up")
+
+    async def on_membership_change(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        """Someone joined or left: the channel's next answer reads its members afresh."""
+        scope = slack_scope(self._team(event, body), str(event.get("channel") or ""))
+        try:
+            await self.store.put(generation_key(scope), new_generation(), GENERATION_SECONDS)
+        except StoreUnavailable:  # the membership TTL still bounds how stale it gets
+            log.warning("membership change in %s not recorded: the store is unavailable", scope)
 
     async def _answered_thread(self, team: str, event: dict[str, Any], thread_ts: str) -> bool:
         try:

@@ -31,6 +31,12 @@ from bot.intake import Intake
 from bot.store import AsyncStore
 from bot.teams.auth import AuthUnavailable, BotFrameworkAuth, Unauthorized
 from workers import jobs
+from workers.delivery.membership import (
+    GENERATION_SECONDS,
+    generation_key,
+    new_generation,
+    teams_scope,
+)
 from workers.delivery.teams_question import (
     Command,
     TeamsQuestion,
@@ -44,6 +50,7 @@ from workers.delivery.teams_service import (
     make_credentials,
     with_retries,
 )
+from workers.kv import StoreUnavailable
 from workers.settings import NotConfigured, Settings
 
 log = logging.getLogger(__name__)
@@ -144,9 +151,25 @@ class TeamsFrontDoor:
         if activity.type == "invoke" and activity.name == FEEDBACK_INVOKE:
             await self._on_feedback(context)
             return
+        if activity.type == "conversationUpdate":
+            await self._on_members_changed(activity)
+            return
         if activity.type != "message" or _from_a_bot(activity):
             return
         await self._take_message(context)
+
+    async def _on_members_changed(self, activity: Activity) -> None:
+        """Someone joined or left a team or chat: its next answer reads the roster afresh."""
+        if not (activity.members_added or activity.members_removed):
+            return
+        channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+        team = str((channel_data.get("team") or {}).get("id") or "")
+        conversation = activity.conversation.id if activity.conversation else ""
+        scope = teams_scope(_tenant_of(activity), team or conversation)
+        try:
+            await self.store.put(generation_key(scope), new_generation(), GENERATION_SECONDS)
+        except StoreUnavailable:  # the membership TTL still bounds how stale it gets
+            log.warning("membership change in %s not recorded: the store is unavailable", scope)
 
     async def _take_message(self, context: TurnContext) -> None:
         started = time.perf_counter()
@@ -166,6 +189,7 @@ class TeamsFrontDoor:
             bot_id=str(activity.recipient.id if activity.recipient else ""),
             bot_name=str(activity.recipient.name or "" if activity.recipient else ""),
             text=question_text(activity.text, _bot_mentions(activity)),
+            team_id=_team_of(activity),
         )
         connector = context.services.get(ConnectorClientBase)  # type: ignore[type-abstract]
 
@@ -315,6 +339,13 @@ def _tenant_of(activity: Activity) -> str:
         or (channel_data.get("tenant") or {}).get("id")
         or "unknown"
     )
+
+
+def _team_of(activity: Activity) -> str:
+    """The team a channel message belongs to; empty in chats."""
+    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    team = channel_data.get("team")
+    return str(team.get("id") or "") if isinstance(team, dict) else ""
 
 
 def _local(host: str | None) -> bool:

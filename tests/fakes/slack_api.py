@@ -48,12 +48,16 @@ class FakeSlack:
     users: dict[str, str] = field(default_factory=dict)  # user id -> email
     external_channels: set[str] = field(default_factory=set)
     guests: set[str] = field(default_factory=set)  # user ids of single-channel guests
+    # user id -> fields that differ from a full member's users.info record (is_bot, deleted,
+    # team_id of another organisation, enterprise_user, ...); an empty email hides it
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     # channel -> member ids; a channel not listed has every user in `users` as a member
     members: dict[str, list[str]] = field(default_factory=dict)
     faults: list[SlackFault] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)
+    ephemerals: list[dict[str, Any]] = field(default_factory=list)  # chat.postEphemeral
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: LoopbackServer | None = None
@@ -149,18 +153,18 @@ class FakeSlack:
             return {"ok": True, "user": {"id": user, "team_id": TEAM, "is_bot": True}}
         if user not in self.users:
             return {"ok": False, "error": "user_not_found"}
-        return {
-            "ok": True,
-            "user": {
-                "id": user,
-                "team_id": TEAM,
-                "is_bot": False,
-                "deleted": False,
-                "is_restricted": user in self.guests,
-                "is_ultra_restricted": user in self.guests,
-                "profile": {"email": self.users[user], "real_name": user},
-            },
-        }
+        record = {
+            "id": user,
+            "team_id": TEAM,
+            "is_bot": False,
+            "deleted": False,
+            "is_restricted": user in self.guests,
+            "is_ultra_restricted": user in self.guests,
+            "profile": {"real_name": user},
+        } | self.accounts.get(user, {})
+        if self.users[user]:  # without users:read.email (or for some bots) there is none
+            record["profile"] = record["profile"] | {"email": self.users[user]}
+        return {"ok": True, "user": record}
 
     def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = params.get("channel", "")
@@ -170,6 +174,7 @@ class FakeSlack:
                 "id": channel,
                 "is_channel": channel.startswith("C"),
                 "is_im": channel.startswith("D"),
+                "is_mpim": channel.startswith("G"),
                 "is_shared": channel in self.external_channels,
                 "is_ext_shared": channel in self.external_channels,
             },
@@ -231,4 +236,17 @@ class FakeSlack:
         return {"ok": True, "url": self.socket_url}
 
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Seen by `user` alone, and only if they are in the channel, as Slack requires."""
+        channel, user = params.get("channel", ""), params.get("user", "")
+        if user not in self.members.get(channel, [BOT_USER, *self.users]):
+            return {"ok": False, "error": "user_not_in_channel"}
+        self.ephemerals.append(
+            {
+                "channel": channel,
+                "user": user,
+                "thread_ts": params.get("thread_ts"),
+                "text": params.get("text", ""),
+                "blocks": params.get("blocks", []),
+            }
+        )
         return {"ok": True, "message_ts": self.next_ts()}

@@ -33,6 +33,7 @@ KEY_ID = "local-key-1"
 
 _ACTIVITIES = re.compile(r"^/v3/conversations/(?P<conv>[^/]+)/activities(?:/(?P<act>[^/]+))?$")
 _MEMBER = re.compile(r"^/v3/conversations/(?P<conv>[^/]+)/members/(?P<user>[^/]+)$")
+_CONVERSATIONS = re.compile(r"^/v3/conversations/?$")
 _PAGED = re.compile(r"^/v3/conversations/(?P<conv>[^/]+)/pagedmembers$", re.IGNORECASE)
 _TOKEN = re.compile(r"^/(?P<tenant>[^/]+)/oauth2/v2\.0/token$")
 
@@ -59,8 +60,8 @@ class Member:
             "aadObjectId": self.aad,
             "name": self.name,
             "givenName": self.name.split()[0],
-            "email": self.email,
-            "userPrincipalName": self.email,
+            "email": self.email or None,
+            "userPrincipalName": self.email or None,
             "tenantId": self.tenant,
             "userRole": self.role,
         }
@@ -74,6 +75,7 @@ class FakeTeams:
     faults: list[TeamsFault] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
     posted: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # conv -> activities
+    chats_created: list[dict[str, Any]] = field(default_factory=list)  # POST /v3/conversations
     tokens_issued: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -189,6 +191,51 @@ class FakeTeams:
             activity_id=activity_id,
         )
 
+    def group_chat_message(self, text: str, member: Member, chat: str) -> dict[str, Any]:
+        """A mention of the bot in a group chat (no team, no threads)."""
+        return self.activity(
+            text,
+            member,
+            {"isGroup": True, "conversationType": "groupChat", "tenantId": TENANT, "id": chat},
+            {"tenant": {"id": TENANT}},
+        )
+
+    def members_changed(
+        self,
+        conversation: str,
+        added: list[Member] = (),  # type: ignore[assignment]
+        removed: list[Member] = (),  # type: ignore[assignment]
+        team: str | None = None,
+    ) -> dict[str, Any]:
+        """The `conversationUpdate` Teams sends when people join or leave a team or chat."""
+        channel_data: dict[str, Any] = {"tenant": {"id": TENANT}}
+        if team:
+            channel_data |= {
+                "team": {"id": team, "name": "Team"},
+                "eventType": "teamMemberAdded" if added else "teamMemberRemoved",
+            }
+        activity: dict[str, Any] = {
+            "type": "conversationUpdate",
+            "id": f"f:{self.next_id()}",
+            "timestamp": "2026-11-28T01:00:00.000Z",
+            "serviceUrl": self.service_url,
+            "channelId": "msteams",
+            "from": {"id": "29:admin", "aadObjectId": "aad-admin"},
+            "conversation": {
+                "isGroup": True,
+                "conversationType": "channel" if team else "groupChat",
+                "tenantId": TENANT,
+                "id": conversation,
+            },
+            "recipient": {"id": BOT_ID, "name": BOT_NAME},
+            "channelData": channel_data,
+        }
+        if added:
+            activity["membersAdded"] = [{"id": m.id, "aadObjectId": m.aad} for m in added]
+        if removed:
+            activity["membersRemoved"] = [{"id": m.id, "aadObjectId": m.aad} for m in removed]
+        return activity
+
     def personal_message(self, text: str, member: Member) -> dict[str, Any]:
         return self.activity(
             text,
@@ -235,7 +282,9 @@ class FakeTeams:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             send_json(h, fault.status, {"error": {"code": "Throttled"}}, headers)
             return
-        if match := _ACTIVITIES.match(path):
+        if method == "POST" and _CONVERSATIONS.match(path):
+            self._create_conversation(h, raw)
+        elif match := _ACTIVITIES.match(path):
             self._activities(h, method, match["conv"], match["act"], raw)
         elif method == "GET" and (match := _MEMBER.match(path)):
             member = self._member(match["conv"], match["user"])
@@ -291,6 +340,23 @@ class FakeTeams:
             new_id = f"{int(time.time() * 1000)}{next(self._ids):04d}"
             thread.append(body | {"id": new_id, "replyToId": act or body.get("replyToId")})
         send_json(h, 201, {"id": new_id})
+
+    def personal_chat(self, user_id: str) -> str:
+        """The one personal chat between the bot and a user, as Teams names it."""
+        return f"a:personal-{user_id.removeprefix('29:')}"
+
+    def _create_conversation(self, h: BaseHTTPRequestHandler, raw: bytes) -> None:
+        """A bot may open (or re-open: the same id comes back) a personal chat with a user of
+        its tenant; group conversations cannot be created by bots in Teams."""
+        body = json.loads(raw or b"{}")
+        members = body.get("members") or []
+        tenant = body.get("tenantId") or (body.get("channelData") or {}).get("tenant", {}).get("id")
+        if body.get("isGroup") or len(members) != 1 or tenant != TENANT:
+            send_json(h, 400, {"error": {"code": "BadArgument", "message": "personal chats only"}})
+            return
+        with self._lock:
+            self.chats_created.append(body)
+        send_json(h, 201, {"id": self.personal_chat(members[0]["id"])})
 
     def _member(self, conv: str, user: str) -> Member | None:
         for member in self.rosters.get(conv.split(";")[0], []):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from workers.kv import KeyValue, StoreUnavailable
@@ -16,8 +17,18 @@ from workers.kv import KeyValue, StoreUnavailable
 if TYPE_CHECKING:  # types only: the front doors share DeliveryError without the pipeline
     from workers.rag.answer import Answer
     from workers.rag.prompt import Turn
+    from workers.readers import View
 
 Reader = Callable[[str], frozenset[str]]
+
+
+@dataclass(frozen=True)
+class ViewRules:
+    """What deciding whose documents an answer may use needs besides the conversation."""
+
+    reader: Reader  # one person's principals from their email (raises ReaderError)
+    org_domains: list[str]
+    max_members: int  # larger conversations are answered from company-wide documents
 
 
 class DeliveryError(Exception):
@@ -74,7 +85,7 @@ class ChatThread(Protocol):
     @property
     def text(self) -> str: ...
 
-    def reader_principals(self, org_domains: list[str], reader: Reader) -> frozenset[str]:
+    def view(self, rules: ViewRules) -> View:
         """Whose documents the reply may draw on: everyone who can read the reply."""
         ...
 
@@ -82,8 +93,13 @@ class ChatThread(Protocol):
         """Earlier turns of the conversation, oldest first."""
         ...
 
-    def post_answer(self, answer: Answer) -> None:
-        """Replace the placeholder with the answer (idempotent: a re-run edits, never re-posts)."""
+    def post_answer(self, answer: Answer, view: View) -> None:
+        """Replace the placeholder with the answer (idempotent: a re-run edits, never re-posts),
+        saying whose view it is."""
+        ...
+
+    def post_private(self, answer: Answer) -> None:
+        """The asker's private add-on, where only the asker can see it (at most once)."""
         ...
 
     def post_notice(self, text: str, new_message: bool = False) -> None:

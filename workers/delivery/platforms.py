@@ -39,7 +39,8 @@ def _slack_client(settings: Settings, kv: KeyValue) -> Any:
     token = settings.secret("slack_bot_token")
     if token is None:
         raise NotConfigured("SLACK_BOT_TOKEN is not set")
-    return SlackDelivery(make_web_client(token, settings.slack_api_url), kv)
+    client = make_web_client(token, settings.slack_api_url)
+    return SlackDelivery(client, kv, settings.ragbot_membership_ttl_seconds)
 
 
 def _slack_thread(client: Any, payload: Payload) -> ChatThread:

@@ -3,6 +3,8 @@
 Slack: a section's text holds at most 3,000 characters and a message at most 50 blocks, so a
 long answer becomes several sections, and if need be several messages in the same thread.
 Citations `[n]` become links to the source; the Sources list says how fresh each source is.
+A conversation's answer says whose documents it drew on (`view_line`); the asker's private
+add-on says it is theirs alone (`PRIVATE_HEADER`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from workers import jobs
 from workers.freshness import age_text
 from workers.rag.answer import Answer, SourceRef
+from workers.readers import COMPANY, EXTERNAL, GUEST, MEMBERS, PUBLIC_ONLY, UNRESOLVED, View
 
 SLACK_SECTION_CHARS = 3000
 SLACK_MESSAGE_BLOCKS = 50
@@ -107,10 +110,40 @@ def _source_line(source: SourceRef, now: datetime) -> str:
     return f"[{source.n}] {label} · {source.source} · {age_text(source.updated_at, now)}"
 
 
+_NARROWED = {
+    GUEST: "guests are in this conversation",
+    EXTERNAL: "people from another organisation are in this conversation",
+    UNRESOLVED: "someone in this conversation could not be identified",
+}
+PRIVATE_HEADER = (
+    "Only you can see this: what your own documents add. Not everyone in {place} can open them."
+)
+
+
+def view_line(view: View, place: str) -> str | None:
+    """Whose documents a conversation's answer drew on; None for a private chat's answer.
+
+    Says nothing about what was left out, only whose view it is."""
+    if view.scope == MEMBERS:
+        return f"Answered from documents everyone in {place} can open."
+    if view.scope == COMPANY:
+        return "Answered from company-wide documents."
+    if view.scope == PUBLIC_ONLY:
+        if view.reason not in _NARROWED:
+            return "Answered from public documents only."
+        return f"Answered from public documents only: {_NARROWED[view.reason]}."
+    return None
+
+
 def slack_answer(
-    answer: Answer, question_id: str, now: datetime | None = None
+    answer: Answer,
+    question_id: str,
+    now: datetime | None = None,
+    context: str | None = None,
+    feedback: bool = True,
 ) -> list[SlackMessage]:
-    """The answer as one or more thread messages (more only when it exceeds 50 blocks)."""
+    """The answer as one or more thread messages (more only when it exceeds 50 blocks);
+    `context` is a line under the answer (whose view it is, or that it is private)."""
     now = now or datetime.now(UTC)
     body = slack_mrkdwn(answer.text, answer.sources)
     blocks: list[Block] = [
@@ -120,7 +153,9 @@ def slack_answer(
         lines = "\n".join(_source_line(s, now) for s in answer.sources)
         for piece in _sections(f"*Sources*\n{lines}"):
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": piece}]})
-    if not answer.abstained:
+    if context:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
+    if feedback and not answer.abstained:
         blocks.append(feedback_block(question_id))
     messages: list[SlackMessage] = []
     for start in range(0, len(blocks), SLACK_MESSAGE_BLOCKS):
@@ -204,15 +239,23 @@ def teams_markdown(markdown: str) -> str:
     return _convert(markdown, lambda line: re.sub(r"^#{1,6}\s+(.*)$", r"**\1**", line), str)
 
 
-def teams_answer(answer: Answer, now: datetime | None = None) -> list[TeamsMessage]:
-    """The answer as one message, or several in the same thread when it exceeds Teams' size."""
+def teams_answer(
+    answer: Answer,
+    now: datetime | None = None,
+    context: str | None = None,
+    feedback: bool = True,
+) -> list[TeamsMessage]:
+    """The answer as one message, or several in the same thread when it exceeds Teams' size;
+    `context` is a line under the answer (whose view it is, or that it is private)."""
     now = now or datetime.now(UTC)
     text = teams_markdown(answer.text)
     if answer.sources:
         lines = "\n".join(_teams_source_line(s, now) for s in answer.sources)
         text += f"\n\n**Sources**\n\n{lines}"
+    if context:
+        text += f"\n\n_{context}_"
     claims = {s.n: _citation(s, now) for s in answer.sources}
-    feedback = not answer.abstained
+    feedback = feedback and not answer.abstained
 
     def message(piece: str, last: bool) -> TeamsMessage:
         cited = sorted({int(n) for n in _CITATION.findall(piece)} & claims.keys())

@@ -22,22 +22,38 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from workers.delivery.chat import DeliveryError, PostedMessages, Reader
-from workers.delivery.render import SlackMessage, slack_answer, slack_notice
+from workers.delivery.chat import DeliveryError, PostedMessages, ViewRules
+from workers.delivery.membership import MembershipCache, slack_scope
+from workers.delivery.render import (
+    PRIVATE_HEADER,
+    SlackMessage,
+    slack_answer,
+    slack_notice,
+    view_line,
+)
 from workers.delivery.slack_question import SlackQuestion
-from workers.kv import KeyValue, MemoryKeyValue
+from workers.kv import KeyValue, MemoryKeyValue, StoreUnavailable
 from workers.rag.answer import Answer
 from workers.rag.prompt import Turn
-from workers.readers import one_reader, org_wide, public_only
+from workers.readers import (
+    EXTERNAL,
+    GUEST,
+    NOT_A_READER,
+    PERSON,
+    UNRESOLVED,
+    Member,
+    View,
+    members_view,
+    one_reader,
+    private_view,
+)
 
 log = logging.getLogger(__name__)
 
 HISTORY_MESSAGES = 10
 USER_CACHE_SECONDS = 3600
-# Who can read a channel changes when people join or leave; a guest who joins is seen by the
-# next question after this long at most.
-MEMBERS_CACHE_SECONDS = 300
 MEMBERS_PAGE = 200
+SLACKBOT = "USLACKBOT"
 
 
 class SlackDeliveryError(DeliveryError):
@@ -64,10 +80,34 @@ def make_web_client(token: str, base_url: str) -> WebClient:
     return client
 
 
+def slack_member(user_id: str, user: dict[str, Any], team_id: str, bot_user_id: str) -> Member:
+    """A `users.info` record as a reader: bots, the app and deactivated accounts read nothing;
+    guests and other organisations' people (Slack Connect) fail the channel closed."""
+    if user_id in (bot_user_id, SLACKBOT) or user.get("is_bot") or user.get("deleted"):
+        return Member(user_id, NOT_A_READER)
+    if user.get("is_restricted") or user.get("is_ultra_restricted"):
+        return Member(user_id, GUEST)
+    home = str(user.get("team_id") or team_id)
+    # Enterprise Grid members of other workspaces carry `enterprise_user`; they are ours.
+    if user.get("is_stranger") or (home != team_id and not user.get("enterprise_user")):
+        return Member(user_id, EXTERNAL)
+    profile = user.get("profile")
+    email = profile.get("email") if isinstance(profile, dict) else None
+    if not email:  # hidden without the users:read.email scope: we cannot say who this is
+        return Member(user_id, UNRESOLVED)
+    return Member(user_id, PERSON, (str(email),))
+
+
 class SlackDelivery:
-    def __init__(self, client: WebClient, kv: KeyValue | None = None) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        kv: KeyValue | None = None,
+        membership_ttl_seconds: int = 900,
+    ) -> None:
         self._client = client
         self._kv = kv or MemoryKeyValue()
+        self._memberships = MembershipCache(self._kv, membership_ttl_seconds)
         self._bot_user_id: str | None = None
         self._users: dict[str, tuple[float, dict[str, Any]]] = {}
 
@@ -104,34 +144,32 @@ class SlackDelivery:
         email = profile.get("email") if isinstance(profile, dict) else None
         return str(email) if email else None
 
-    def has_outsiders(self, team_id: str, channel_id: str) -> bool:
-        """Someone outside the company can read this channel: it is shared with another
-        organisation (Slack Connect), or a member is a guest (single- or multi-channel)."""
-        key = f"slack:outsiders:{team_id}:{channel_id}"
-        cached = self._kv.get(key)
-        if cached is not None:
-            return cached == "1"
-        channel = self._call("conversations.info", channel=channel_id).get("channel") or {}
-        outsiders = bool(isinstance(channel, dict) and channel.get("is_ext_shared")) or any(
-            self._is_outsider(member) for member in self._members(channel_id)
-        )
-        self._kv.put(key, "1" if outsiders else "0", MEMBERS_CACHE_SECONDS)
-        return outsiders
+    def members(self, team_id: str, channel_id: str) -> list[Member]:
+        """The channel's members as readers; a channel shared with another organisation
+        (Slack Connect) counts as having an external member, whoever is listed."""
 
-    def _is_outsider(self, user_id: str) -> bool:
-        try:
-            user = self.user(user_id)
-        except SlackDeliveryError as exc:
-            if exc.error in ("user_not_found", "user_not_visible"):
-                return True  # someone we cannot identify: fail closed
-            raise
-        return bool(
-            user.get("is_restricted")  # multi-channel guest
-            or user.get("is_ultra_restricted")  # single-channel guest
-            or user.get("is_stranger")  # another organisation's member
-        )
+        def fetch() -> list[Member]:
+            channel = self._call("conversations.info", channel=channel_id).get("channel") or {}
+            shared = isinstance(channel, dict) and bool(channel.get("is_ext_shared"))
+            found = [self._member(team_id, user_id) for user_id in self._member_ids(channel_id)]
+            return [Member(f"{channel_id}:shared", EXTERNAL), *found] if shared else found
 
-    def _members(self, channel_id: str) -> Iterator[str]:
+        return self._memberships.members(slack_scope(team_id, channel_id), fetch)
+
+    def _member(self, team_id: str, user_id: str) -> Member:
+        def fetch() -> Member:
+            try:
+                found = self._call("users.info", user=user_id).get("user")
+            except SlackDeliveryError as exc:
+                if exc.error in ("user_not_found", "user_not_visible"):
+                    return Member(user_id, UNRESOLVED)
+                raise
+            user = found if isinstance(found, dict) else {}
+            return slack_member(user_id, user, team_id, self.bot_user_id)
+
+        return self._memberships.person(f"slack:{team_id}:{user_id}", fetch)
+
+    def _member_ids(self, channel_id: str) -> Iterator[str]:
         cursor = ""
         while True:
             page = self._call(
@@ -194,6 +232,23 @@ class SlackDelivery:
                     log.info("message %s gone; posting anew", target)
             posted.record(index, self._post(question, message))
 
+    def whisper(self, question: SlackQuestion, messages: Sequence[SlackMessage]) -> None:
+        """Ephemeral messages to the asker in the thread. They cannot be edited, so each is
+        recorded once posted and a task that runs again skips it."""
+        for index, message in enumerate(messages):
+            key = f"private:{question.question_id}:{index}"
+            if _remembered(self._kv, key):
+                continue
+            self._call(
+                "chat.postEphemeral",
+                channel=question.channel_id,
+                user=question.user_id,
+                thread_ts=question.thread_ts,
+                text=message.text,
+                blocks=message.blocks,
+            )
+            _remember(self._kv, key)
+
     def _post(self, question: SlackQuestion, message: SlackMessage) -> str:
         posted = self._call(
             "chat.postMessage",
@@ -234,23 +289,50 @@ class SlackThread:
     def text(self) -> str:
         return self.question.text
 
-    def reader_principals(self, org_domains: list[str], reader: Reader) -> frozenset[str]:
-        """A DM is searched as its one reader; a channel as everyone who can read the reply."""
+    def view(self, rules: ViewRules) -> View:
+        """A DM is searched as its one reader; a channel or group DM as all its members."""
         question = self.question
         if question.is_direct or question.response_url:
-            return one_reader(self.delivery.email_of(question.user_id), reader)
-        if self.delivery.has_outsiders(question.team_id, question.channel_id):
-            return public_only()
-        return org_wide(org_domains)
+            return private_view(one_reader(self.delivery.email_of(question.user_id), rules.reader))
+        members = self.delivery.members(question.team_id, question.channel_id)
+        return members_view(
+            members, question.user_id, rules.reader, rules.org_domains, rules.max_members
+        )
 
     def history(self) -> list[Turn]:
         return self.delivery.thread_history(self.question)
 
-    def post_answer(self, answer: Answer) -> None:
-        self.delivery.deliver(self.question, slack_answer(answer, self.question_id), remember=True)
+    def post_answer(self, answer: Answer, view: View) -> None:
+        context = view_line(view, f"<#{self.question.channel_id}>")
+        messages = slack_answer(answer, self.question_id, context=context)
+        self.delivery.deliver(self.question, messages, remember=True)
+
+    def post_private(self, answer: Answer) -> None:
+        """An ephemeral reply in the thread that only the asker sees, sent once."""
+        question = self.question
+        header = PRIVATE_HEADER.format(place=f"<#{question.channel_id}>")
+        messages = slack_answer(answer, self.question_id, context=header, feedback=False)
+        self.delivery.whisper(question, messages)
 
     def post_notice(self, text: str, new_message: bool = False) -> None:
         question = self.question
         if new_message:
             question = SlackQuestion.from_payload(question.to_payload() | {"placeholder_ts": None})
         self.delivery.deliver(question, [slack_notice(text)])
+
+
+PRIVATE_MEMORY_SECONDS = 7 * 86400
+
+
+def _remembered(kv: KeyValue, key: str) -> bool:
+    try:
+        return kv.get(key) is not None
+    except StoreUnavailable as exc:
+        raise SlackDeliveryError(str(exc)) from exc
+
+
+def _remember(kv: KeyValue, key: str) -> None:
+    try:
+        kv.put(key, "1", PRIVATE_MEMORY_SECONDS)
+    except StoreUnavailable as exc:  # posted but not recorded: a retry may post it again
+        log.warning("private reply %s not recorded: %s", key, exc)

@@ -14,27 +14,51 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from microsoft_agents.activity import Activity, ConversationReference
+from microsoft_agents.activity import (
+    Activity,
+    ConversationParameters,
+    ConversationReference,
+)
 from microsoft_agents.hosting.core import TurnContext
 from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
-from workers.delivery.chat import PostedMessages, Reader
-from workers.delivery.render import TeamsMessage, teams_answer, teams_notice
+from workers.delivery.chat import PostedMessages, ViewRules
+from workers.delivery.membership import MembershipCache, teams_scope
+from workers.delivery.render import (
+    PRIVATE_HEADER,
+    TeamsMessage,
+    teams_answer,
+    teams_notice,
+    view_line,
+)
 from workers.delivery.teams_question import TeamsQuestion
 from workers.delivery.teams_service import TeamsServiceError, make_adapter, with_retries
 from workers.kv import KeyValue
 from workers.rag.answer import Answer
 from workers.rag.prompt import Turn
-from workers.readers import one_reader, org_wide, public_only
+from workers.readers import (
+    EXTERNAL,
+    GUEST,
+    NOT_A_READER,
+    PERSON,
+    UNRESOLVED,
+    Member,
+    ReaderError,
+    View,
+    members_view,
+    person,
+    private_view,
+    public_only,
+)
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ROSTER_CACHE_SECONDS = 3600
+ROSTER_CACHE_SECONDS = 3600  # the asker's own roster entry, in a personal chat
 ANSWER_MESSAGE_SECONDS = 30 * 86400
 HISTORY_TURNS = 10
 # A channel thread is one topic for days; a personal chat is a stream of unrelated questions.
@@ -46,12 +70,28 @@ BOT_FRAMEWORK_AUDIENCE = "https://api.botframework.com"
 T = TypeVar("T")
 
 
+def teams_member(account: Any, tenant_id: str) -> Member:
+    """A roster entry as a reader: guests and other tenants' people fail the conversation
+    closed; bots read nothing; a person without a mail address or UPN is unresolved."""
+    user_id = str(account.id or "")
+    if user_id.startswith("28:"):
+        return Member(user_id, NOT_A_READER)
+    role = (account.user_role or "").lower()
+    if role in GUEST_ROLES:
+        return Member(user_id, GUEST)
+    if (account.tenant_id or tenant_id).lower() != tenant_id.lower():
+        return Member(user_id, EXTERNAL)
+    emails = tuple(e for e in (account.email, account.user_principal_name) if e and "@" in e)
+    return Member(user_id, PERSON, emails) if emails else Member(user_id, UNRESOLVED)
+
+
 class TeamsDelivery:
     def __init__(self, settings: Settings, kv: KeyValue) -> None:
         self.adapter = make_adapter(settings)
         self.app_id = settings.microsoft_app_id or ""
         self.tenants = settings.teams_tenants  # empty only in development mode
         self.kv = kv
+        self.memberships = MembershipCache(kv, settings.ragbot_membership_ttl_seconds)
 
     def call(
         self, question: TeamsQuestion, operation: Callable[[TeamsConnectorClient], Awaitable[T]]
@@ -108,14 +148,12 @@ class TeamsDelivery:
         self.kv.put(key, json.dumps(found), ROSTER_CACHE_SECONDS)
         return found
 
-    def has_outsiders(self, question: TeamsQuestion) -> bool:
-        """Guests or people from another tenant can read this conversation (cached an hour)."""
-        key = f"teams:outsiders:{question.tenant_id}:{question.roster_id}"
-        cached = self.kv.get(key)
-        if cached is not None:
-            return cached == "1"
+    def members(self, question: TeamsQuestion) -> list[Member]:
+        """Everyone who can read the conversation (a team's channels share the team's roster
+        generation, so one `conversationUpdate` refreshes them all)."""
 
-        async def scan(connector: TeamsConnectorClient) -> bool:
+        async def roster(connector: TeamsConnectorClient) -> list[Member]:
+            found: list[Member] = []
             token = ""
             while True:
                 page = await with_retries(
@@ -127,18 +165,15 @@ class TeamsDelivery:
                     ),
                     "roster",
                 )
-                for member in page.members or []:
-                    role = (member.user_role or "").lower()
-                    tenant = member.tenant_id or question.tenant_id
-                    if role in GUEST_ROLES or tenant.lower() != question.tenant_id.lower():
-                        return True
+                found += [teams_member(m, question.tenant_id) for m in page.members or []]
                 token = page.continuation_token or ""
                 if not token:
-                    return False
+                    return found
 
-        outsiders = self.call(question, scan)
-        self.kv.put(key, "1" if outsiders else "0", ROSTER_CACHE_SECONDS)
-        return outsiders
+        return self.memberships.members(
+            teams_scope(question.tenant_id, question.team_id or question.roster_id),
+            lambda: self.call(question, roster),
+        )
 
     def post(
         self, question: TeamsQuestion, messages: Sequence[TeamsMessage], remember: bool = False
@@ -190,6 +225,49 @@ class TeamsDelivery:
 
         return self.call(question, send)
 
+    def send_privately(self, question: TeamsQuestion, messages: Sequence[TeamsMessage]) -> None:
+        """Messages in the asker's personal chat with the bot (created if need be). Each is
+        recorded once posted, so a task that runs again edits it instead of posting twice."""
+        posted = PostedMessages(self.kv, f"{question.question_id}:private")
+
+        async def send(connector: TeamsConnectorClient) -> None:
+            conversations = connector.conversations
+            parameters = ConversationParameters.model_validate(
+                {
+                    "isGroup": False,
+                    "bot": {"id": question.bot_id, "name": question.bot_name},
+                    "members": [{"id": question.user_id}],
+                    "tenantId": question.tenant_id,
+                    "channelData": {"tenant": {"id": question.tenant_id}},
+                }
+            )
+            chat = await with_retries(
+                partial(conversations.create_conversation, parameters), "create chat"
+            )
+            for index, message in enumerate(messages):
+                activity = Activity.model_validate(
+                    message.activity()
+                    | {
+                        "from": {"id": question.bot_id, "name": question.bot_name},
+                        "recipient": {"id": question.user_id},
+                        "conversation": {"id": chat.id},
+                    }
+                )
+                target = posted.target(index, None)
+                if target:
+                    activity.id = target
+                    await with_retries(
+                        partial(conversations.update_activity, chat.id, target, activity),
+                        "update",
+                    )
+                    continue
+                sent = await with_retries(
+                    partial(conversations.send_to_conversation, chat.id, activity), "send"
+                )
+                posted.record(index, str(sent.id or ""))
+
+        self.call(question, send)
+
     def notify(self, question: TeamsQuestion, text: str) -> None:
         """A new message in the thread (command results), leaving earlier replies alone."""
         unplaced = TeamsQuestion.from_payload(question.to_payload() | {"placeholder_id": None})
@@ -223,24 +301,23 @@ class TeamsThread:
     def text(self) -> str:
         return self.question.text
 
-    def reader_principals(self, org_domains: list[str], reader: Reader) -> frozenset[str]:
-        """A personal chat is searched as its one reader; any other conversation as everyone
-        who can read it: the org-wide reader, or `public` alone when outsiders are present."""
+    def view(self, rules: ViewRules) -> View:
+        """A personal chat is searched as its one reader; a channel or group chat as all its
+        members; another organisation's conversation as `public` alone."""
         tenants = self.delivery.tenants
         if tenants and self.question.tenant_id.lower() not in tenants:
-            return public_only()  # another organisation's people: never read as ours
+            return private_view(public_only())  # another organisation's people: never ours
         if self.question.is_personal:
             member = self.delivery.member(self.question)
-            email = (member.get("email") or member.get("upn") or "").lower()
-            upn = (member.get("upn") or "").lower()
-            principals = one_reader(email, reader)
-            if principals == public_only():
-                return principals
-            # A UPN that differs from the mail address still names the same person.
-            return principals | {f"user:{upn}"} if "@" in upn and upn != email else principals
-        if self.delivery.has_outsiders(self.question):
-            return public_only()
-        return org_wide(org_domains)
+            emails = [member.get("email") or "", member.get("upn") or ""]
+            try:
+                return private_view(person(emails, rules.reader))
+            except ReaderError:
+                return private_view(public_only())
+        members = self.delivery.members(self.question)
+        return members_view(
+            members, self.question.user_id, rules.reader, rules.org_domains, rules.max_members
+        )
 
     @property
     def _history_key(self) -> str:
@@ -251,8 +328,10 @@ class TeamsThread:
         turns = json.loads(stored) if stored else []
         return [Turn(t["role"], t["text"]) for t in turns]
 
-    def post_answer(self, answer: Answer) -> None:
-        ids = self.delivery.post(self.question, teams_answer(answer), remember=True)
+    def post_answer(self, answer: Answer, view: View) -> None:
+        place = "this channel" if self.question.conversation_type == "channel" else "this chat"
+        messages = teams_answer(answer, context=view_line(view, place))
+        ids = self.delivery.post(self.question, messages, remember=True)
         kv = self.delivery.kv
         for message_id in ids:
             if message_id:
@@ -260,6 +339,13 @@ class TeamsThread:
                     f"teams:answer_message:{message_id}", self.question_id, ANSWER_MESSAGE_SECONDS
                 )
         self._remember(answer.text)
+
+    def post_private(self, answer: Answer) -> None:
+        place = "that channel" if self.question.conversation_type == "channel" else "that chat"
+        header = PRIVATE_HEADER.format(place=place)
+        self.delivery.send_privately(
+            self.question, teams_answer(answer, context=header, feedback=False)
+        )
 
     def post_notice(self, text: str, new_message: bool = False) -> None:
         if new_message:

@@ -80,6 +80,7 @@ class TeamsQuestion:
     text: str
     placeholder_id: str | None = None  # the "Searching…" reply the answer replaces
     channel_id: str = "msteams"
+    team_id: str = ""  # a channel's team: its channels share the team's members
 
     @property
     def question_id(self) -> str:

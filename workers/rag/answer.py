@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from workers.rag.audience import Audience
 from workers.rag.index import Hit
 from workers.rag.language import is_korean
 from workers.rag.llm import ChatModel
@@ -54,6 +55,7 @@ class SourceRef:
     source: str
     updated_at: datetime
     document_id: str
+    acl: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ def _ref(n: int, hit: Hit) -> SourceRef:
         source=hit.source,
         updated_at=hit.updated_at,
         document_id=hit.document_id,
+        acl=hit.acl,
     )
 
 
@@ -256,15 +259,35 @@ class AnswerService:
         self.retriever = retriever
         self.writer = writer
 
-    def answer(
-        self, question: str, principals: Collection[str], history: Sequence[Turn] = ()
-    ) -> Answer:
+    def answer(self, question: str, audience: Audience, history: Sequence[Turn] = ()) -> Answer:
         """Raises LLMError or IndexUnavailable when a dependency is down; callers explain it."""
+        question, hits = self._relevant(question, audience, history)
+        return self._written(question, hits, history)
+
+    def private_addon(
+        self, question: str, asker: Audience, audience: Audience, history: Sequence[Turn] = ()
+    ) -> Answer | None:
+        """The asker's own answer, when what they alone may open changes it: it cites at least
+        one passage `audience` may not open. None otherwise, without asking the model when
+        nothing hidden from the audience is even relevant."""
+        question, hits = self._relevant(question, asker, history)
+        if all(audience.may_read(hit.acl) for hit in hits):
+            return None
+        answer = self._written(question, hits, history)
+        hidden = [ref for ref in answer.sources if not audience.may_read(ref.acl)]
+        return answer if hidden and not answer.abstained else None
+
+    def _relevant(
+        self, question: str, audience: Audience, history: Sequence[Turn]
+    ) -> tuple[str, list[Hit]]:
         question = question[:MAX_QUESTION_CHARS]
         query = search_query(question, history)[:MAX_QUESTION_CHARS]
-        retrieval = self.retriever.search(query, principals, limit=MAX_SOURCES)
+        retrieval = self.retriever.search(query, audience, limit=MAX_SOURCES)
         embedder = self.retriever.embedder
         hits = relevant_hits(query, retrieval, embedder.close_similarity, embedder.floor_similarity)
+        return question, hits
+
+    def _written(self, question: str, hits: list[Hit], history: Sequence[Turn]) -> Answer:
         if not hits:
             return abstention(question)
         if self.writer is None:

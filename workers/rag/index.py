@@ -1,8 +1,9 @@
 """The vector index: one protocol, two Qdrant backends (embedded engine, server).
 
 Each chunk is one point with a named dense vector, a named sparse vector and a payload that
-carries the document's ACL. Every search takes the reader's principals as a required argument
-and filters on them inside Qdrant, so no code path can search without an ACL.
+carries the document's ACL. Every search takes its audience (`workers/rag/audience.py`: one
+reader, or everyone in a channel) as a required argument and filters on it inside Qdrant, so no
+code path can search without an ACL.
 
 Point ids derive from (document id, version, ordinal). Replacing a document writes the new
 version's points first and only then deletes the old version's, so a crash in between leaves
@@ -12,12 +13,13 @@ the old answer findable, never a hole; the next sync sees two versions and finis
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from connectors.base import Document
+from workers.rag.audience import Audience
 from workers.rag.chunking import Chunk
 from workers.rag.embed import Vectors
 from workers.rag.sparse import SparseVector
@@ -46,6 +48,7 @@ class Hit:
     text: str
     breadcrumb: str
     score: float
+    acl: frozenset[str] = frozenset()  # who may open it: whether a channel may see it
 
 
 @dataclass(frozen=True)
@@ -81,13 +84,9 @@ class Index(Protocol):
         """Every indexed document of `source` with the version(s) its chunks carry."""
         ...
 
-    def search_dense(
-        self, vector: Vectors, principals: Collection[str], limit: int
-    ) -> list[Hit]: ...
+    def search_dense(self, vector: Vectors, audience: Audience, limit: int) -> list[Hit]: ...
 
-    def search_sparse(
-        self, vector: SparseVector, principals: Collection[str], limit: int
-    ) -> list[Hit]: ...
+    def search_sparse(self, vector: SparseVector, audience: Audience, limit: int) -> list[Hit]: ...
 
     def stats(self, source: str) -> SourceStats: ...
 
@@ -147,6 +146,7 @@ def hit_from_payload(payload: dict[str, Any], score: float) -> Hit:
         text=payload["text"],
         breadcrumb=payload.get("breadcrumb", ""),
         score=float(score),
+        acl=frozenset(payload.get("acl") or ()),
     )
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import qdrant_edge as qe
 
 from connectors.base import Document
+from workers.rag.audience import Audience
 from workers.rag.chunking import Chunk
 from workers.rag.embed import Vectors
 from workers.rag.index import (
@@ -115,17 +116,15 @@ class EdgeIndex:
             self._scroll(qe.Filter(must=[_match("source", source)]), ["document_id", "version"])
         )
 
-    def search_dense(self, vector: Vectors, principals: Collection[str], limit: int) -> list[Hit]:
+    def search_dense(self, vector: Vectors, audience: Audience, limit: int) -> list[Hit]:
         query = qe.Query.Nearest([float(x) for x in vector], using=DENSE)
-        return self._search(query, principals, limit)
+        return self._search(query, audience, limit)
 
-    def search_sparse(
-        self, vector: SparseVector, principals: Collection[str], limit: int
-    ) -> list[Hit]:
+    def search_sparse(self, vector: SparseVector, audience: Audience, limit: int) -> list[Hit]:
         if not vector.indices:
             return []
         query = qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=SPARSE)
-        return self._search(query, principals, limit)
+        return self._search(query, audience, limit)
 
     def term_statistics(self) -> tuple[int, int]:
         return sum_terms(self._scroll(None, ["terms"]))
@@ -151,15 +150,16 @@ class EdgeIndex:
     def close(self) -> None:
         self._shard.close()
 
-    def _search(self, query: Any, principals: Collection[str], limit: int) -> list[Hit]:
-        if not principals:
+    def _search(self, query: Any, audience: Audience, limit: int) -> list[Hit]:
+        if audience.reads_nothing:
             return []
         self._optimize_if_dirty()
+        every_reader: list[qe.ConditionType] = [
+            qe.FieldCondition("acl", match=qe.MatchAny(sorted(reader)))
+            for reader in audience.clauses()
+        ]
         request = qe.QueryRequest(
-            limit=limit,
-            query=query,
-            filter=qe.Filter(must=[qe.FieldCondition("acl", match=qe.MatchAny(list(principals)))]),
-            with_payload=True,
+            limit=limit, query=query, filter=qe.Filter(must=every_reader), with_payload=True
         )
         try:
             points = self._shard.query(request)

@@ -6,13 +6,14 @@ Tests run the same code against qdrant-client's in-memory mode (`location=":memo
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ApiException, ResponseHandlingException
 
 from connectors.base import Document
+from workers.rag.audience import Audience
 from workers.rag.chunking import Chunk
 from workers.rag.embed import Vectors
 from workers.rag.index import (
@@ -110,16 +111,14 @@ class ServerIndex:
     def document_versions(self, source: str) -> dict[str, set[str]]:
         return collect_versions(self._scroll(source, ["document_id", "version"]))
 
-    def search_dense(self, vector: Vectors, principals: Collection[str], limit: int) -> list[Hit]:
-        return self._search([float(x) for x in vector], DENSE, principals, limit)
+    def search_dense(self, vector: Vectors, audience: Audience, limit: int) -> list[Hit]:
+        return self._search([float(x) for x in vector], DENSE, audience, limit)
 
-    def search_sparse(
-        self, vector: SparseVector, principals: Collection[str], limit: int
-    ) -> list[Hit]:
+    def search_sparse(self, vector: SparseVector, audience: Audience, limit: int) -> list[Hit]:
         if not vector.indices:
             return []
         query = models.SparseVector(indices=vector.indices, values=vector.values)
-        return self._search(query, SPARSE, principals, limit)
+        return self._search(query, SPARSE, audience, limit)
 
     def term_statistics(self) -> tuple[int, int]:
         return sum_terms(self._scroll(None, ["terms"]))
@@ -143,11 +142,14 @@ class ServerIndex:
     def close(self) -> None:
         self._client.close()
 
-    def _search(self, query: Any, using: str, principals: Collection[str], limit: int) -> list[Hit]:
-        if not principals:
+    def _search(self, query: Any, using: str, audience: Audience, limit: int) -> list[Hit]:
+        if audience.reads_nothing:
             return []
         acl = models.Filter(
-            must=[models.FieldCondition(key="acl", match=models.MatchAny(any=list(principals)))]
+            must=[
+                models.FieldCondition(key="acl", match=models.MatchAny(any=sorted(reader)))
+                for reader in audience.clauses()
+            ]
         )
         response = self._call(
             lambda: self._client.query_points(

@@ -4,9 +4,9 @@ re-ordered by a reranking server when one is configured."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
 from dataclasses import dataclass
 
+from workers.rag.audience import Audience
 from workers.rag.embed import Embedder
 from workers.rag.fusion import fuse, lexical_coverage
 from workers.rag.index import Hit, Index
@@ -30,7 +30,7 @@ class Retrieval:
 
 
 class Retriever:
-    """Finds the passages a reader may see that best match a question."""
+    """Finds the passages an audience may see that best match a question."""
 
     def __init__(
         self,
@@ -49,7 +49,7 @@ class Retriever:
     def search(
         self,
         question: str,
-        principals: Collection[str],
+        audience: Audience,
         limit: int = 10,
         mode: Mode = "hybrid",
     ) -> Retrieval:
@@ -57,9 +57,9 @@ class Retriever:
         dense: list[Hit] = []
         sparse: list[Hit] = []
         if mode in ("hybrid", "dense"):
-            dense = self.index.search_dense(self.embedder.embed_query(question), principals, depth)
+            dense = self.index.search_dense(self.embedder.embed_query(question), audience, depth)
         if mode in ("hybrid", "sparse"):
-            sparse = self.index.search_sparse(query_vector(question), principals, depth)
+            sparse = self.index.search_sparse(query_vector(question), audience, depth)
         if mode == "dense":
             fused = dense
         elif mode == "sparse":
