@@ -17,11 +17,12 @@ from typing import TypeVar
 from workers.delivery.chat import ChatThread, DeliveryError, ViewRules
 from workers.kv import StoreUnavailable
 from workers.rag.answer import Answer, AnswerService
+from workers.rag.audience import Audience
 from workers.rag.embed import EmbeddingError
 from workers.rag.index import IndexUnavailable
 from workers.rag.llm import LLMError
 from workers.rag.prompt import Turn
-from workers.readers import View
+from workers.readers import PUBLIC_ONLY, UNRESOLVED, View, public_only
 
 T = TypeVar("T")
 # Waits between attempts to reach the chat platform (or the store that remembers what was
@@ -49,7 +50,7 @@ def answer_in_thread(
 ) -> Outcome:
     """Answers and replies; a failure of the index or the model is explained in the thread
     (opening the index included: `service` builds the answer service when first needed)."""
-    view = thread.view(rules)
+    view = _view(thread, rules)
     if view.reason:
         log.info("%s answered from %s documents: %s", thread.question_id, view.scope, view.reason)
     history = thread.history()
@@ -67,6 +68,18 @@ def answer_in_thread(
     if private_addon and view.asker is not None:
         _add_privately(thread, service(), view, history)
     return Outcome("abstained" if answer.abstained else "answered", answer, view)
+
+
+def _view(thread: ChatThread, rules: ViewRules) -> View:
+    """Whose documents the reply may use; members the platform describes in a way we cannot
+    read fail closed, like members we cannot identify (the platform being down is retried)."""
+    try:
+        return thread.view(rules)
+    except DeliveryError:
+        raise
+    except Exception:
+        log.exception("%s: members unreadable; public documents only", thread.question_id)
+        return View(Audience.of(public_only()), PUBLIC_ONLY, UNRESOLVED)
 
 
 def _add_privately(

@@ -55,16 +55,17 @@ class Member:
     tenant: str = TENANT
 
     def json(self) -> dict[str, Any]:
-        return {
+        account = {
             "id": self.id,
             "aadObjectId": self.aad,
             "name": self.name,
             "givenName": self.name.split()[0],
-            "email": self.email or None,
-            "userPrincipalName": self.email or None,
             "tenantId": self.tenant,
             "userRole": self.role,
         }
+        if self.email:  # accounts without a mailbox have neither field
+            account |= {"email": self.email, "userPrincipalName": self.email}
+        return account
 
 
 @dataclass
