@@ -131,3 +131,15 @@ def test_a_membership_change_forgets_the_cached_members() -> None:
     forget(kv, scope)
     assert len(cache.members(scope, fetch)) == 2 and len(calls) == 2, "read afresh"
     assert len(cache.members(slack_scope("T0001", "C2"), fetch)) == 3, "scopes are separate"
+
+
+def test_the_split_filter_means_the_same_as_every_reader() -> None:
+    everyone = {"public", "domain:acme.com"}
+    dana = frozenset({*everyone, "user:dana@acme.com", "group:confluence:hr"})
+    sam = frozenset({*everyone, "user:sam@acme.com", "group:confluence:hr"})
+    shared, others = Audience.everyone_of([dana, sam]).split()
+    assert shared == {*everyone, "group:confluence:hr"}
+    assert others == [{"user:dana@acme.com"}, {"user:sam@acme.com"}]
+    # Someone who holds only what everyone holds: only shared principals can pass.
+    assert Audience.everyone_of([dana, frozenset(everyone)]).split() == (everyone, [])
+    assert Audience(()).split() == (frozenset(), [])

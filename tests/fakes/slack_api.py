@@ -54,6 +54,7 @@ class FakeSlack:
     # channel -> member ids; a channel not listed has every user in `users` as a member
     members: dict[str, list[str]] = field(default_factory=dict)
     faults: list[SlackFault] = field(default_factory=list)
+    latency: float = 0.0  # seconds each Web API call takes, as over the internet
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)
@@ -121,6 +122,7 @@ class FakeSlack:
                 params[key] = json.loads(params[key])
         with self._lock:
             self.calls.append((method, params))
+        time.sleep(self.latency)
         expected = self.app_token if method == "apps.connections.open" else self.token
         if h.headers.get("Authorization") != f"Bearer {expected}":
             return send_json(h, 200, {"ok": False, "error": "invalid_auth"})

@@ -74,6 +74,7 @@ class FakeTeams:
     app_id: str | None = None  # when set, connector calls must carry the token issued here
     app_password: str = "app-password"
     faults: list[TeamsFault] = field(default_factory=list)
+    latency: float = 0.0  # seconds each connector call takes, as over the internet
     calls: list[tuple[str, str]] = field(default_factory=list)
     posted: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # conv -> activities
     chats_created: list[dict[str, Any]] = field(default_factory=list)  # POST /v3/conversations
@@ -261,6 +262,7 @@ class FakeTeams:
         raw = h.rfile.read(length) if length else b""
         with self._lock:
             self.calls.append((method, path))
+        time.sleep(self.latency)
         if method == "GET" and path == "/v1/.well-known/openidconfiguration":
             send_json(h, 200, {"issuer": ISSUER, "jwks_uri": self.url + "/v1/.well-known/keys"})
             return

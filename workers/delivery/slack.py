@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 HISTORY_MESSAGES = 10
 USER_CACHE_SECONDS = 3600
 MEMBERS_PAGE = 200
+# users.info lookups in flight for one channel: a cold 100-member channel takes a few round
+# trips, not a hundred; Slack's 429s (Retry-After) are honoured by each call's retry handler.
+MEMBER_LOOKUPS = 8
 SLACKBOT = "USLACKBOT"
 
 
@@ -104,8 +108,10 @@ class SlackDelivery:
         client: WebClient,
         kv: KeyValue | None = None,
         membership_ttl_seconds: int = 900,
+        member_lookups: int = MEMBER_LOOKUPS,
     ) -> None:
         self._client = client
+        self._member_lookups = member_lookups
         self._kv = kv or MemoryKeyValue()
         self._memberships = MembershipCache(self._kv, membership_ttl_seconds)
         self._bot_user_id: str | None = None
@@ -151,12 +157,17 @@ class SlackDelivery:
         def fetch() -> list[Member]:
             channel = self._call("conversations.info", channel=channel_id).get("channel") or {}
             shared = isinstance(channel, dict) and bool(channel.get("is_ext_shared"))
-            found = [self._member(team_id, user_id) for user_id in self._member_ids(channel_id)]
+            ids = list(self._member_ids(channel_id))
+            with ThreadPoolExecutor(self._member_lookups, thread_name_prefix="slack-users") as pool:
+                found = list(pool.map(lambda user_id: self._member(team_id, user_id), ids))
             return [Member(f"{channel_id}:shared", EXTERNAL), *found] if shared else found
 
         return self._memberships.members(slack_scope(team_id, channel_id), fetch)
 
     def _member(self, team_id: str, user_id: str) -> Member:
+        if user_id in (self.bot_user_id, SLACKBOT):
+            return Member(user_id, NOT_A_READER)
+
         def fetch() -> Member:
             try:
                 found = self._call("users.info", user=user_id).get("user")

@@ -2,8 +2,9 @@
 
 A passage may be used only if *every* reader may open it: for each reader, the passage's ACL
 shares at least one principal with theirs. A DM has one reader; a channel answer has every
-human member of the channel. Both index backends turn `clauses()` into one condition per
-distinct reader (Qdrant's `must` of `match any`), so the rule is evaluated inside the engine.
+human member of the channel. Both index backends turn `split()` into one Qdrant filter, so the
+rule is evaluated inside the engine: a passage naming a principal all readers hold (`public`,
+the company's domain) passes at once; any other must match each reader's remaining principals.
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ class Audience:
             if not any(smaller <= reader for smaller in kept):
                 kept.append(reader)
         return kept
+
+    def split(self) -> tuple[frozenset[str], list[frozenset[str]]]:
+        """(principals every reader holds, each reader's others). A passage is readable iff its
+        ACL names a shared principal, or names one of every reader's others. When a reader
+        holds nothing but shared principals, the others are moot and come back empty."""
+        clauses = self.clauses()
+        if not clauses:
+            return frozenset(), []
+        shared = frozenset.intersection(*clauses)
+        others = [clause - shared for clause in clauses]
+        return shared, ([] if any(not rest for rest in others) else others)
 
     @property
     def reads_nothing(self) -> bool:

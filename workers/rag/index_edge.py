@@ -154,12 +154,8 @@ class EdgeIndex:
         if audience.reads_nothing:
             return []
         self._optimize_if_dirty()
-        every_reader: list[qe.ConditionType] = [
-            qe.FieldCondition("acl", match=qe.MatchAny(sorted(reader)))
-            for reader in audience.clauses()
-        ]
         request = qe.QueryRequest(
-            limit=limit, query=query, filter=qe.Filter(must=every_reader), with_payload=True
+            limit=limit, query=query, filter=_audience_filter(audience), with_payload=True
         )
         try:
             points = self._shard.query(request)
@@ -204,6 +200,20 @@ class EdgeIndex:
             self._optimize_if_dirty()
         except Exception as exc:
             raise IndexUnavailable(f"the embedded index could not be flushed: {exc}") from exc
+
+
+def _audience_filter(audience: Audience) -> qe.Filter:
+    """`Audience.split` as a filter: a shared principal, or one of every reader's others."""
+    shared, others = audience.split()
+    any_shared = qe.FieldCondition("acl", match=qe.MatchAny(sorted(shared)))
+    if not others:
+        return qe.Filter(must=[any_shared])
+    each_reader: list[qe.ConditionType] = [
+        qe.FieldCondition("acl", match=qe.MatchAny(sorted(rest))) for rest in others
+    ]
+    if not shared:
+        return qe.Filter(must=each_reader)
+    return qe.Filter(should=[any_shared, qe.Filter(must=each_reader)])
 
 
 def _match(key: str, value: str) -> qe.FieldCondition:

@@ -145,12 +145,7 @@ class ServerIndex:
     def _search(self, query: Any, using: str, audience: Audience, limit: int) -> list[Hit]:
         if audience.reads_nothing:
             return []
-        acl = models.Filter(
-            must=[
-                models.FieldCondition(key="acl", match=models.MatchAny(any=sorted(reader)))
-                for reader in audience.clauses()
-            ]
-        )
+        acl = _audience_filter(audience)
         response = self._call(
             lambda: self._client.query_points(
                 self.collection,
@@ -187,6 +182,20 @@ class ServerIndex:
             return action()
         except _CLIENT_ERRORS as exc:
             raise IndexUnavailable(f"the Qdrant server failed: {exc}") from exc
+
+
+def _audience_filter(audience: Audience) -> models.Filter:
+    """`Audience.split` as a filter: a shared principal, or one of every reader's others."""
+    shared, others = audience.split()
+    any_shared = models.FieldCondition(key="acl", match=models.MatchAny(any=sorted(shared)))
+    if not others:
+        return models.Filter(must=[any_shared])
+    each_reader: list[models.Condition] = [
+        models.FieldCondition(key="acl", match=models.MatchAny(any=sorted(rest))) for rest in others
+    ]
+    if not shared:
+        return models.Filter(must=each_reader)
+    return models.Filter(should=[any_shared, models.Filter(must=each_reader)])
 
 
 def _match(key: str, value: str) -> models.FieldCondition:
