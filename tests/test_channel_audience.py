@@ -444,24 +444,6 @@ def test_a_teams_personal_chat_keeps_its_one_reader(stack: Both, fake_teams: Fak
     assert COMMITTEE not in text
 
 
-# -- staleness bounds and the setting (a worker with other settings) --------------------------
-
-
-def test_a_lost_event_is_caught_by_the_ttl_and_the_add_on_can_be_turned_off(
-    stack: Both, fake_slack: FakeSlack
-) -> None:
-    stack.kill_worker()
-    stack.env |= {"RAGBOT_MEMBERSHIP_TTL_SECONDS": "3", "RAGBOT_PRIVATE_ADDON": "false"}
-    stack.start_worker()
-    text, _ = ask_slack(stack, fake_slack, "C0LOST", PAYDAY_Q)
-    assert PAYDAY in text
-    fake_slack.members["C0LOST"].append(KIM)  # Kim joins; the event never arrives
-    time.sleep(3.5)
-    text, ts = ask_slack(stack, fake_slack, "C0LOST", PAYDAY_Q)
-    assert PAYDAY not in text, "the members were read again after the TTL"
-    assert whispers(fake_slack, "C0LOST", ts) == [], "the add-on is off"
-
-
 def test_unidentified_members_are_counted(stack: Both) -> None:
     metrics = httpx.get(stack.url + "/metrics", timeout=5).text
     counted = [
@@ -519,3 +501,48 @@ def test_a_private_add_on_is_sent_once_when_the_task_runs_again(
     teams.post_private(answer)
     (message,) = fake_teams.bot_messages(fake_teams.personal_chat(T_LEE.id))
     assert PAYDAY in str(message["text"]) and message.get("edits") == 1, "edited, not re-posted"
+
+
+def test_an_add_on_that_cannot_be_delivered_leaves_the_answer_alone(
+    stack: Both, fake_teams: FakeTeams
+) -> None:
+    from tests.fakes.teams_api import TeamsFault
+
+    activity = fake_teams.group_chat_message(PAYDAY_Q, T_DANA, "19:kimchat@thread.v2")
+    assert stack.teams(activity, fake_teams).status_code in (200, 202)  # placeholder posted
+    fake_teams.faults.append(TeamsFault("POST", 403))  # no personal chat with Dana allowed
+    chat_before = len(private_chat(fake_teams, T_DANA))
+
+    def answered() -> list[dict[str, Any]]:
+        replies = fake_teams.bot_messages("19:kimchat@thread.v2")
+        return [m for m in replies if m.get("replyToId") == activity["id"] and m.get("edits")]
+
+    (answer,) = wait_for(answered, 60, "the answer")
+    time.sleep(1.5)
+    assert not fake_teams.faults, "the add-on was attempted"
+    assert PAYDAY not in str(answer["text"])
+    replies = [
+        m
+        for m in fake_teams.bot_messages("19:kimchat@thread.v2")
+        if m.get("replyToId") == activity["id"]
+    ]
+    assert len(replies) == 1, "no apology in the chat: the answer itself was delivered"
+    assert len(private_chat(fake_teams, T_DANA)) == chat_before
+
+
+# -- staleness bounds and the setting (a worker with other settings) --------------------------
+
+
+def test_a_lost_event_is_caught_by_the_ttl_and_the_add_on_can_be_turned_off(
+    stack: Both, fake_slack: FakeSlack
+) -> None:
+    stack.kill_worker()
+    stack.env |= {"RAGBOT_MEMBERSHIP_TTL_SECONDS": "3", "RAGBOT_PRIVATE_ADDON": "false"}
+    stack.start_worker()
+    text, _ = ask_slack(stack, fake_slack, "C0LOST", PAYDAY_Q)
+    assert PAYDAY in text
+    fake_slack.members["C0LOST"].append(KIM)  # Kim joins; the event never arrives
+    time.sleep(3.5)
+    text, ts = ask_slack(stack, fake_slack, "C0LOST", PAYDAY_Q)
+    assert PAYDAY not in text, "the members were read again after the TTL"
+    assert whispers(fake_slack, "C0LOST", ts) == [], "the add-on is off"

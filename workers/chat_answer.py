@@ -94,8 +94,12 @@ def _add_privately(
     except (IndexUnavailable, EmbeddingError, LLMError) as exc:
         log.warning("private add-on for %s skipped: %s", thread.question_id, exc)
         return
-    if private is not None:
+    if private is None:
+        return
+    try:
         thread.post_private(private)
+    except (DeliveryError, StoreUnavailable) as exc:  # e.g. the asker left, or no chat with them
+        log.warning("private add-on for %s not delivered: %s", thread.question_id, exc)
 
 
 class PatientThread:
@@ -130,7 +134,9 @@ class PatientThread:
         self._patiently(lambda: self.inner.post_answer(answer, view))
 
     def post_private(self, answer: Answer) -> None:
-        self._patiently(lambda: self.inner.post_private(answer))
+        """Once: the add-on is a courtesy after the answer (the platform clients still retry
+        429s and 5xx); a refusal such as a user who left is not worth a minute of retries."""
+        self.inner.post_private(answer)
 
     def post_notice(self, text: str, new_message: bool = False) -> None:
         self._patiently(lambda: self.inner.post_notice(text, new_message))
