@@ -21,7 +21,7 @@ from bot.dispatch import Dispatcher
 from bot.slack import routes as slack_routes
 from bot.store import AsyncStore
 from bot.teams import routes as teams_routes
-from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue
+from workers.kv import KeyValue, RedisKeyValue, process_store
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def make_kv(settings: Settings) -> KeyValue:
         return RedisKeyValue(
             redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
         )
-    return MemoryKeyValue()
+    return process_store()
 
 
 def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Application:

@@ -17,6 +17,7 @@ from workers.delivery.teams import TeamsDelivery, TeamsThread
 from workers.delivery.teams_question import TeamsQuestion
 from workers.kv import MemoryKeyValue
 from workers.rag.answer import Answer, SourceRef
+from workers.readers import private_view, public_only
 from workers.settings import Settings
 
 SOURCE = SourceRef(
@@ -27,6 +28,7 @@ SOURCE = SourceRef(
     datetime(2026, 11, 1, tzinfo=UTC),
     "d",
 )
+VIEW = private_view(public_only())  # whose view: none of these tests' concern
 # Long enough for several Slack messages (50 blocks each) and several Teams messages (28 KB).
 LONG = Answer(
     "\n\n".join(f"Paragraph {n}: leave accrues monthly [1]. " * 30 for n in range(150)),
@@ -74,9 +76,9 @@ def test_slack_edits_every_part_of_a_long_answer_on_a_second_run(fake_slack: Fak
     placeholder = client.chat_postMessage(channel="C0LONG", thread_ts=ts, text="Searching…")["ts"]
     question = SlackQuestion(TEAM, "C0LONG", "U0ASKER", "leave?", ts, ts, False, placeholder)
     kv = MemoryKeyValue()
-    SlackThread(question, SlackDelivery(client, kv)).post_answer(LONG)
+    SlackThread(question, SlackDelivery(client, kv)).post_answer(LONG, VIEW)
     first = [m["ts"] for m in fake_slack.bot_messages("C0LONG")]
-    SlackThread(question, SlackDelivery(client, kv)).post_answer(LONG)
+    SlackThread(question, SlackDelivery(client, kv)).post_answer(LONG, VIEW)
     assert [m["ts"] for m in fake_slack.bot_messages("C0LONG")] == first
     assert len(first) == len(slack_answer(LONG, "q"))
 
@@ -86,10 +88,10 @@ def test_teams_edits_every_part_of_a_long_answer_on_a_second_run(fake_teams: Fak
     conversation = question.conversation_id
     kv = MemoryKeyValue()
     delivery = TeamsDelivery(Settings(), kv)
-    TeamsThread(question, delivery).post_answer(LONG)
+    TeamsThread(question, delivery).post_answer(LONG, VIEW)
     first = [m["id"] for m in fake_teams.bot_messages(conversation)]
     assert len(first) > 1
-    TeamsThread(question, TeamsDelivery(Settings(), kv)).post_answer(LONG)
+    TeamsThread(question, TeamsDelivery(Settings(), kv)).post_answer(LONG, VIEW)
     messages = fake_teams.bot_messages(conversation)
     assert [m["id"] for m in messages] == first
     assert all(m.get("edits") == 1 for m in messages)
@@ -106,7 +108,7 @@ def test_a_deleted_slack_placeholder_still_gets_the_answer_once(fake_slack: Fake
     short = Answer("Sixteen weeks [1].", False, [SOURCE])
     kv = MemoryKeyValue()
     for _ in range(2):  # the second run edits what the first one posted
-        SlackThread(question, SlackDelivery(client, kv)).post_answer(short)
+        SlackThread(question, SlackDelivery(client, kv)).post_answer(short, VIEW)
     (reply,) = fake_slack.bot_messages("C0GONE")
     assert reply["thread_ts"] == ts and "Sixteen weeks" in str(reply["blocks"])
 
@@ -117,6 +119,6 @@ def test_a_deleted_teams_placeholder_still_gets_the_answer_once(fake_teams: Fake
     kv = MemoryKeyValue()
     short = Answer("Sixteen weeks [1].", False, [SOURCE])
     for _ in range(2):
-        TeamsThread(question, TeamsDelivery(Settings(), kv)).post_answer(short)
+        TeamsThread(question, TeamsDelivery(Settings(), kv)).post_answer(short, VIEW)
     (reply,) = fake_teams.bot_messages(conversation)
     assert "Sixteen weeks" in reply["text"] and reply.get("edits") == 1

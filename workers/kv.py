@@ -116,3 +116,12 @@ class MemoryKeyValue:
     def counters(self) -> dict[str, float]:
         with self._lock:
             return dict(self._counters)
+
+
+_PROCESS_STORE = MemoryKeyValue()
+
+
+def process_store() -> MemoryKeyValue:
+    """Without Redis, the one store of this process: the front door and the tasks it runs
+    in-process see the same claims, membership changes and counters."""
+    return _PROCESS_STORE

@@ -23,7 +23,7 @@ from workers.chat_answer import PatientThread, answer_in_thread
 from workers.delivery.chat import ChatThread, DeliveryError, ViewRules
 from workers.delivery.platforms import Deliveries
 from workers.ingest.sync import SyncFailed
-from workers.kv import KeyValue, MemoryKeyValue, RedisKeyValue, StoreUnavailable
+from workers.kv import KeyValue, RedisKeyValue, StoreUnavailable, process_store
 from workers.rag.audience import Audience
 from workers.readers import org_wide
 from workers.runtime import Runtime
@@ -54,7 +54,7 @@ class WorkerContext:
 
     @cached_property
     def kv(self) -> KeyValue:
-        return RedisKeyValue(self.redis) if self.redis is not None else MemoryKeyValue()
+        return RedisKeyValue(self.redis) if self.redis is not None else process_store()
 
     @cached_property
     def deliveries(self) -> Deliveries:
