@@ -303,6 +303,19 @@ def test_guests_outsiders_and_unknown_members_get_public_documents_only(
     assert OFFICE in text, "public documents still answer"
 
 
+def test_members_the_platform_will_not_list_fail_closed(
+    stack: Both, fake_slack: FakeSlack, fake_teams: FakeTeams
+) -> None:
+    fake_slack.member_errors["C0NOSCOPE"] = "missing_scope"
+    text, ts = ask_slack(stack, fake_slack, "C0NOSCOPE", "When does the deploy freeze start?")
+    assert FREEZE not in text and "could not be identified" in text
+    assert len([m for m in fake_slack.bot_messages("C0NOSCOPE") if m["thread_ts"] == ts]) == 1
+    unknown = "19:noroster00@thread.tacv2"  # the connector answers 404 for its roster
+    post = fake_teams.channel_post("When does the deploy freeze start?", T_DANA, unknown, unknown)
+    text = ask_teams(stack, fake_teams, post)
+    assert FREEZE not in text and "could not be identified" in text
+
+
 def test_bots_and_deactivated_accounts_do_not_narrow_the_view(
     stack: Both, fake_slack: FakeSlack
 ) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from workers.delivery.chat import ChatThread, DeliveryError, ViewRules
+from workers.delivery.chat import ChatThread, DeliveryError, MembersUnreadable, ViewRules
 from workers.kv import StoreUnavailable
 from workers.rag.answer import Answer, AnswerService
 from workers.rag.audience import Audience
@@ -77,6 +77,9 @@ def _view(thread: ChatThread, rules: ViewRules) -> View:
         return thread.view(rules)
     except DeliveryError:
         raise
+    except MembersUnreadable as exc:
+        log.warning("%s: %s; public documents only", thread.question_id, exc)
+        return View(Audience.of(public_only()), PUBLIC_ONLY, UNRESOLVED)
     except Exception:
         log.exception("%s: members unreadable; public documents only", thread.question_id)
         return View(Audience.of(public_only()), PUBLIC_ONLY, UNRESOLVED)

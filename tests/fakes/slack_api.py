@@ -53,6 +53,8 @@ class FakeSlack:
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     # channel -> member ids; a channel not listed has every user in `users` as a member
     members: dict[str, list[str]] = field(default_factory=dict)
+    # channel -> the error `conversations.members` gives there (e.g. "missing_scope")
+    member_errors: dict[str, str] = field(default_factory=dict)
     faults: list[SlackFault] = field(default_factory=list)
     latency: float = 0.0  # seconds each Web API call takes, as over the internet
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -185,6 +187,8 @@ class FakeSlack:
     def _conversations_members(self, params: dict[str, Any]) -> dict[str, Any]:
         """Paged like Slack: `limit` per page, an opaque cursor to the next one."""
         channel = params.get("channel", "")
+        if channel in self.member_errors:
+            return {"ok": False, "error": self.member_errors[channel]}
         everyone = self.members.get(channel, [BOT_USER, *self.users])
         start = int(params.get("cursor") or 0)
         limit = int(params.get("limit") or 100)

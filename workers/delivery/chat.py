@@ -35,6 +35,11 @@ class DeliveryError(Exception):
     """The chat platform refused a post or could not be reached after retries; retry later."""
 
 
+class MembersUnreadable(Exception):
+    """The platform answered but will not list the conversation's members (a missing scope,
+    the bot removed): nobody can be identified, so the answer fails closed."""
+
+
 POSTED_MEMORY_SECONDS = 7 * 86400
 RECORD_RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 

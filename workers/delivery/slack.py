@@ -23,7 +23,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from workers.delivery.chat import DeliveryError, PostedMessages, ViewRules
+from workers.delivery.chat import DeliveryError, MembersUnreadable, PostedMessages, ViewRules
 from workers.delivery.membership import MembershipCache, slack_scope
 from workers.delivery.render import (
     PRIVATE_HEADER,
@@ -66,6 +66,24 @@ class SlackDeliveryError(DeliveryError):
     def __init__(self, message: str, error: str = "") -> None:
         super().__init__(message)
         self.error = error
+
+    @property
+    def refused(self) -> bool:
+        """Slack answered with a reason that asking again will not change."""
+        return bool(self.error) and self.error not in TRANSIENT_ERRORS
+
+
+# Slack's codes for a failure that may pass (the client has already retried 429s and 5xx).
+TRANSIENT_ERRORS = frozenset(
+    {
+        "None",
+        "ratelimited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+    }
+)
 
 
 # The placeholder is gone (someone deleted it) or can no longer be edited: post anew instead.
@@ -162,7 +180,14 @@ class SlackDelivery:
                 found = list(pool.map(lambda user_id: self._member(team_id, user_id), ids))
             return [Member(f"{channel_id}:shared", EXTERNAL), *found] if shared else found
 
-        return self._memberships.members(slack_scope(team_id, channel_id), fetch)
+        try:
+            return self._memberships.members(slack_scope(team_id, channel_id), fetch)
+        except SlackDeliveryError as exc:
+            if exc.refused:
+                raise MembersUnreadable(
+                    f"Slack will not list {channel_id}'s members: {exc}"
+                ) from exc
+            raise
 
     def _member(self, team_id: str, user_id: str) -> Member:
         if user_id in (self.bot_user_id, SLACKBOT):

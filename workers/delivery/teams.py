@@ -26,7 +26,7 @@ from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
-from workers.delivery.chat import PostedMessages, ViewRules
+from workers.delivery.chat import MembersUnreadable, PostedMessages, ViewRules
 from workers.delivery.membership import MembershipCache, teams_scope
 from workers.delivery.render import (
     PRIVATE_HEADER,
@@ -66,6 +66,7 @@ THREAD_HISTORY_SECONDS = 7 * 86400
 CHAT_HISTORY_SECONDS = 3600
 ROSTER_PAGE = 500
 GUEST_ROLES = frozenset({"guest", "anonymous"})
+REFUSALS = frozenset({400, 401, 403, 404})  # asking again will not change the answer
 BOT_FRAMEWORK_AUDIENCE = "https://api.botframework.com"
 T = TypeVar("T")
 
@@ -170,10 +171,15 @@ class TeamsDelivery:
                 if not token:
                     return found
 
-        return self.memberships.members(
-            teams_scope(question.tenant_id, question.team_id or question.roster_id),
-            lambda: self.call(question, roster),
-        )
+        try:
+            return self.memberships.members(
+                teams_scope(question.tenant_id, question.team_id or question.roster_id),
+                lambda: self.call(question, roster),
+            )
+        except TeamsServiceError as exc:
+            if exc.status in REFUSALS:
+                raise MembersUnreadable(f"Teams will not list the members: {exc}") from exc
+            raise
 
     def post(
         self, question: TeamsQuestion, messages: Sequence[TeamsMessage], remember: bool = False
