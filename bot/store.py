@@ -37,6 +37,9 @@ class AsyncStore:
     async def get(self, key: str) -> str | None:
         return await self._run(lambda: self.kv.get(key))
 
+    async def delete(self, key: str) -> None:
+        await self._run(lambda: self.kv.delete(key))
+
     async def append(self, key: str, value: str) -> None:
         await self._run(lambda: self.kv.append(key, value))
 

@@ -211,11 +211,13 @@ def stack(
         }
     )
     running = Both(env, free_port(), workdir)
-    running.start_server()
-    running.start_worker()
-    yield running
-    running.stop()
-    redis.Redis.from_url(queue_db).flushdb()
+    try:
+        running.start_server()
+        running.start_worker()
+        yield running
+    finally:
+        running.stop()
+        redis.Redis.from_url(queue_db).flushdb()
 
 
 # -- Slack ----------------------------------------------------------------------------------

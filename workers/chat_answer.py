@@ -40,6 +40,7 @@ class Outcome:
     kind: str  # "answered" | "abstained" | "index_down" | "llm_down"
     answer: Answer | None = None
     view: View | None = None
+    history: tuple[Turn, ...] = ()
 
 
 def answer_in_thread(
@@ -67,7 +68,7 @@ def answer_in_thread(
     thread.post_answer(answer, view)
     if private_addon and view.asker is not None:
         _add_privately(thread, service(), view, history)
-    return Outcome("abstained" if answer.abstained else "answered", answer, view)
+    return Outcome("abstained" if answer.abstained else "answered", answer, view, tuple(history))
 
 
 def _view(thread: ChatThread, rules: ViewRules) -> View:
@@ -127,14 +128,27 @@ class PatientThread:
     def text(self) -> str:
         return self.inner.text
 
+    @property
+    def conversation(self) -> str:
+        return self.inner.conversation
+
+    @property
+    def revisable(self) -> bool:
+        return self.inner.revisable
+
     def view(self, rules: ViewRules) -> View:
         return self._patiently(lambda: self.inner.view(rules))
 
     def history(self) -> list[Turn]:
         return self._patiently(self.inner.history)
 
-    def post_answer(self, answer: Answer, view: View) -> None:
-        self._patiently(lambda: self.inner.post_answer(answer, view))
+    def post_answer(self, answer: Answer, view: View, note: str | None = None) -> None:
+        self._patiently(lambda: self.inner.post_answer(answer, view, note))
+
+    def post_follow_up(
+        self, answer: Answer, view: View, heading: str, key: str, note: str | None = None
+    ) -> None:
+        self._patiently(lambda: self.inner.post_follow_up(answer, view, heading, key, note))
 
     def post_private(self, answer: Answer) -> None:
         """Once: the add-on is a courtesy after the answer (the platform clients still retry

@@ -39,6 +39,16 @@ class KeyValue(Protocol):
 
     def counters(self) -> dict[str, float]: ...
 
+    def add_member(self, key: str, member: str, ttl_seconds: int) -> None:
+        """Add to a set, which expires `ttl_seconds` after its last addition."""
+        ...
+
+    def members(self, key: str) -> set[str]: ...
+
+    def remove_member(self, key: str, member: str) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
 
 class RedisKeyValue:
     """Every Redis failure surfaces as `StoreUnavailable`, so callers can retry or explain."""
@@ -75,12 +85,32 @@ class RedisKeyValue:
         raw = self._run(lambda: self._client.hgetall(self._prefix + "counters"))
         return {k.decode(): float(v) for k, v in raw.items()}  # type: ignore[union-attr]
 
+    def add_member(self, key: str, member: str, ttl_seconds: int) -> None:
+        def add() -> None:
+            pipeline = self._client.pipeline()
+            pipeline.sadd(self._prefix + key, member)
+            pipeline.expire(self._prefix + key, ttl_seconds)
+            pipeline.execute()
+
+        self._run(add)
+
+    def members(self, key: str) -> set[str]:
+        raw = self._run(lambda: self._client.smembers(self._prefix + key))
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in raw}
+
+    def remove_member(self, key: str, member: str) -> None:
+        self._run(lambda: self._client.srem(self._prefix + key, member))
+
+    def delete(self, key: str) -> None:
+        self._run(lambda: self._client.delete(self._prefix + key))
+
 
 class MemoryKeyValue:
     def __init__(self) -> None:
         self._values: dict[str, tuple[float, str]] = {}
         self._lists: dict[str, list[str]] = {}
         self._counters: dict[str, float] = {}
+        self._sets: dict[str, tuple[float, set[str]]] = {}
         self._lock = threading.Lock()
 
     def _live(self, key: str) -> str | None:
@@ -116,6 +146,28 @@ class MemoryKeyValue:
     def counters(self) -> dict[str, float]:
         with self._lock:
             return dict(self._counters)
+
+    def add_member(self, key: str, member: str, ttl_seconds: int) -> None:
+        with self._lock:
+            members = self._sets.get(key)
+            if members is None or members[0] < time.monotonic():
+                members = (0.0, set())
+            self._sets[key] = (time.monotonic() + ttl_seconds, members[1] | {member})
+
+    def members(self, key: str) -> set[str]:
+        with self._lock:
+            members = self._sets.get(key)
+            return set(members[1]) if members and members[0] >= time.monotonic() else set()
+
+    def remove_member(self, key: str, member: str) -> None:
+        with self._lock:
+            if key in self._sets:
+                self._sets[key][1].discard(member)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._values.pop(key, None)
+            self._sets.pop(key, None)
 
 
 _PROCESS_STORE = MemoryKeyValue()

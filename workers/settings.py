@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     ragbot_membership_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
     # The asker alone is told what their own documents add to a channel answer.
     ragbot_private_addon: bool = True
+    # Answers that stay true: what each answer cited is kept this long; when a sync changes a
+    # cited passage the thread gets an update, at most this many per conversation per day.
+    ragbot_answer_updates: bool = True
+    ragbot_answer_retention_days: int = Field(default=90, ge=1, le=3650)
+    ragbot_answer_updates_per_day: int = Field(default=20, ge=1, le=1000)
 
     files_path: Path | None = None
 

@@ -18,13 +18,18 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from workers import jobs
+from workers.answer_records import AnswerRecords, posted_answer
+from workers.answer_upkeep import AnswerUpkeep, UpkeepRules
 from workers.celery_app import app, configured_settings
-from workers.chat_answer import PatientThread, answer_in_thread
+from workers.chat_answer import Outcome, PatientThread, answer_in_thread
 from workers.delivery.chat import ChatThread, DeliveryError, ViewRules
 from workers.delivery.platforms import Deliveries
 from workers.ingest.sync import SyncFailed
 from workers.kv import KeyValue, RedisKeyValue, StoreUnavailable, process_store
 from workers.rag.audience import Audience
+from workers.rag.embed import EmbeddingError
+from workers.rag.index import IndexUnavailable
+from workers.rag.llm import LLMError
 from workers.readers import org_wide
 from workers.runtime import Runtime
 from workers.settings import NotConfigured, Settings
@@ -55,6 +60,10 @@ class WorkerContext:
     @cached_property
     def kv(self) -> KeyValue:
         return RedisKeyValue(self.redis) if self.redis is not None else process_store()
+
+    @cached_property
+    def answer_records(self) -> AnswerRecords:
+        return AnswerRecords(self.kv, self.settings.ragbot_answer_retention_days * 86400)
 
     @cached_property
     def deliveries(self) -> Deliveries:
@@ -143,6 +152,29 @@ def answer(platform: str, payload: dict[str, Any]) -> None:
             ctx.kv.put(f"answer:{thread.question_id}", json.dumps(record), ANSWER_MEMORY_SECONDS)
         except StoreUnavailable:
             log.warning("feedback for %s will lack its answer record", thread.question_id)
+        if result.sources and outcome.view is not None and thread.revisable:
+            _remember_what_it_stood_on(ctx, platform, payload, thread, outcome)
+
+
+def _remember_what_it_stood_on(
+    ctx: WorkerContext, platform: str, payload: dict[str, Any], thread: ChatThread, outcome: Outcome
+) -> None:
+    """So a later sync that changes a cited document can revisit the answer."""
+    assert outcome.answer is not None and outcome.view is not None
+    record = posted_answer(
+        platform,
+        payload,
+        thread.question_id,
+        thread.conversation,
+        thread.text,
+        outcome.history,
+        outcome.view,
+        outcome.answer,
+    )
+    try:
+        ctx.answer_records.save(record)
+    except StoreUnavailable:
+        log.warning("%s will not be revisited when its sources change", thread.question_id)
 
 
 def _count(ctx: WorkerContext, counter: str, amount: float = 1.0) -> None:
@@ -178,12 +210,33 @@ def sync_source(
                 prune = prune or connector.listing_is_cheap
                 report = ctx.runtime.syncer().sync(connector, full=full, prune=prune)
                 outcome = {"ok": True, "summary": report.summary()}
+                _revisit_answers(ctx, source)
             except (SyncFailed, NotConfigured) as exc:
                 outcome = {"ok": False, "summary": f"{source}: sync failed: {exc}"}
     if reply_to:
         done = "Reindexed" if outcome["ok"] else "Reindexing failed for"
         _report(reply_to, f"{done} {outcome['summary']}")
     return outcome
+
+
+def _revisit_answers(ctx: WorkerContext, source: str) -> None:
+    """Answers citing what the sync changed; a failure is logged, and the next sync retries."""
+    settings = ctx.settings
+    upkeep = AnswerUpkeep(
+        ctx.runtime.index,
+        ctx.answer_records,
+        ctx.kv,
+        ctx.runtime.answer_service,
+        lambda platform, payload: PatientThread(ctx.deliveries.thread(platform, payload)),
+        UpkeepRules(settings.ragbot_answer_updates, settings.ragbot_answer_updates_per_day),
+    )
+    try:
+        report = upkeep.after_sync(source)
+    except (StoreUnavailable, DeliveryError, IndexUnavailable, EmbeddingError, LLMError) as exc:
+        log.warning("answers citing %s not revisited: %s", source, exc)
+        return
+    if report.redacted or report.updated or report.held_back:
+        log.info("revisited answers after syncing %s: %s", source, report)
 
 
 @app.task(name=jobs.SYNC_ALL, acks_late=False)

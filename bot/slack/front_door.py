@@ -22,6 +22,7 @@ from bot.dispatch import Dispatcher
 from bot.intake import Intake
 from bot.store import AsyncStore
 from workers import jobs
+from workers.conversation_settings import slack_conversation
 from workers.delivery.membership import (
     GENERATION_SECONDS,
     generation_key,
@@ -42,7 +43,8 @@ QUESTION_SUBTYPES = {None, "file_share", "thread_broadcast"}
 HELP = (
     "*Ask me about our docs:* mention me in a channel, DM me, or reply in a thread I answered.\n"
     "`/ragbot ask <question>` answers just for you.\n"
-    f"Admins: `/ragbot status` · `/ragbot reindex [{admin.SOURCE_CHOICES}] [--full]`"
+    f"Admins: `/ragbot status` · `/ragbot reindex [{admin.SOURCE_CHOICES}] [--full]` · "
+    "`/ragbot updates on|off` (answer updates in this channel)"
 )
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 
@@ -198,11 +200,23 @@ class SlackFrontDoor:
             if await self.intake.send(say, jobs.ANSWER, "slack", question.to_payload()):
                 metrics.QUESTIONS.labels("slack", "command").inc()
             return
-        if verb not in ("status", "reindex"):
+        if verb not in ("status", "reindex", "updates"):
             await ack(HELP)
             return
         if not await self._is_admin(command.get("user_id", ""), client):
             await ack(admin.NOT_ADMIN)
+            return
+        if verb == "updates":
+            if words[1:] not in (["on"], ["off"]):
+                await ack(admin.UPDATES_USAGE)
+                return
+            conversation = slack_conversation(
+                command.get("team_id", ""), command.get("channel_id", "")
+            )
+            try:
+                await ack(await admin.set_updates(self.store, conversation, words[1] == "on"))
+            except StoreUnavailable:
+                await ack(admin.SETTING_NOT_SAVED)
             return
         if verb == "status":
             await ack(admin.CHECKING)

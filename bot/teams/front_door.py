@@ -31,6 +31,7 @@ from bot.intake import Intake
 from bot.store import AsyncStore
 from bot.teams.auth import AuthUnavailable, BotFrameworkAuth, Unauthorized
 from workers import jobs
+from workers.conversation_settings import teams_conversation
 from workers.delivery.membership import (
     GENERATION_SECONDS,
     generation_key,
@@ -58,7 +59,8 @@ log = logging.getLogger(__name__)
 PLACEHOLDER = "Searching the docs… 🔎"
 HELP = (
     "**Ask me about our docs:** mention me in a channel or chat with me here.\n\n"
-    f"Admins: `status` · `reindex [{admin.SOURCE_CHOICES}] [--full]`"
+    f"Admins: `status` · `reindex [{admin.SOURCE_CHOICES}] [--full]` · "
+    "`updates on|off` (answer updates in this conversation)"
 )
 FEEDBACK_INVOKE = "message/submitAction"
 # Replies made while Teams waits for our HTTP response: Teams re-sends after 15 s.
@@ -231,6 +233,16 @@ class TeamsFrontDoor:
             await say(admin.NOT_ADMIN)
             return
         reply_to = {"teams": question.to_payload()}
+        if command.verb == "updates":
+            conversation = teams_conversation(question.tenant_id, question.conversation_id)
+            try:
+                reply = await admin.set_updates(
+                    self.store, conversation, command.sources == ("on",)
+                )
+            except StoreUnavailable:
+                reply = admin.SETTING_NOT_SAVED
+            await say(reply)
+            return
         if command.verb == "status":
             await say(admin.CHECKING)
             await self.intake.send(say, jobs.ADMIN_STATUS, reply_to)

@@ -90,6 +90,16 @@ class ChatThread(Protocol):
     @property
     def text(self) -> str: ...
 
+    @property
+    def conversation(self) -> str:
+        """Where the thread lives, for per-conversation settings and caps."""
+        ...
+
+    @property
+    def revisable(self) -> bool:
+        """Whether its answer can be edited later (when a cited source changes)."""
+        ...
+
     def view(self, rules: ViewRules) -> View:
         """Whose documents the reply may draw on: everyone who can read the reply."""
         ...
@@ -98,9 +108,16 @@ class ChatThread(Protocol):
         """Earlier turns of the conversation, oldest first."""
         ...
 
-    def post_answer(self, answer: Answer, view: View) -> None:
+    def post_answer(self, answer: Answer, view: View, note: str | None = None) -> None:
         """Replace the placeholder with the answer (idempotent: a re-run edits, never re-posts),
-        saying whose view it is."""
+        saying whose view it is. A `note` marks a later revision of an answer already posted."""
+        ...
+
+    def post_follow_up(
+        self, answer: Answer, view: View, heading: str, key: str, note: str | None = None
+    ) -> None:
+        """A further answer in the thread under `heading`, remembered under `key`: posting it
+        again with the same key edits it."""
         ...
 
     def post_private(self, answer: Answer) -> None:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from workers.conversation_settings import slack_conversation
 from workers.delivery.chat import DeliveryError, MembersUnreadable, PostedMessages, ViewRules
 from workers.delivery.membership import MembershipCache, slack_scope
 from workers.delivery.render import (
@@ -239,17 +241,21 @@ class SlackDelivery:
         return turns[-HISTORY_MESSAGES:]
 
     def deliver(
-        self, question: SlackQuestion, messages: Sequence[SlackMessage], remember: bool = False
+        self,
+        question: SlackQuestion,
+        messages: Sequence[SlackMessage],
+        remember: bool = False,
+        key: str | None = None,
     ) -> None:
         """Replace the placeholder with the first message; post any others in the thread.
 
-        With `remember`, each message posted is recorded under the question, so a task that
-        runs again edits those messages instead of posting them twice.
+        With `remember`, each message posted is recorded under the question (or `key`), so a
+        task that runs again edits those messages instead of posting them twice.
         """
         if question.response_url:
             self._respond(question.response_url, messages)
             return
-        posted = PostedMessages(self._kv if remember else None, question.question_id)
+        posted = PostedMessages(self._kv if remember else None, key or question.question_id)
         for index, message in enumerate(messages):
             target = posted.target(index, question.placeholder_ts)
             if target:
@@ -338,10 +344,28 @@ class SlackThread:
     def history(self) -> list[Turn]:
         return self.delivery.thread_history(self.question)
 
-    def post_answer(self, answer: Answer, view: View) -> None:
-        context = view_line(view, f"<#{self.question.channel_id}>")
+    @property
+    def conversation(self) -> str:
+        return slack_conversation(self.question.team_id, self.question.channel_id)
+
+    @property
+    def revisable(self) -> bool:
+        """`/ragbot ask` answers are ephemeral: once sent they cannot be edited."""
+        return not self.question.response_url
+
+    def post_answer(self, answer: Answer, view: View, note: str | None = None) -> None:
+        context = _lines(view_line(view, f"<#{self.question.channel_id}>"), note)
         messages = slack_answer(answer, self.question_id, context=context)
         self.delivery.deliver(self.question, messages, remember=True)
+
+    def post_follow_up(
+        self, answer: Answer, view: View, heading: str, key: str, note: str | None = None
+    ) -> None:
+        headed = replace(answer, text=f"**{heading}**\n\n{answer.text}")
+        context = _lines(view_line(view, f"<#{self.question.channel_id}>"), note)
+        messages = slack_answer(headed, self.question_id, context=context)
+        unplaced = SlackQuestion.from_payload(self.question.to_payload() | {"placeholder_ts": None})
+        self.delivery.deliver(unplaced, messages, remember=True, key=key)
 
     def post_private(self, answer: Answer) -> None:
         """An ephemeral reply in the thread that only the asker sees, sent once."""
@@ -358,6 +382,11 @@ class SlackThread:
 
 
 PRIVATE_MEMORY_SECONDS = 7 * 86400
+
+
+def _lines(*lines: str | None) -> str | None:
+    """Context lines under an answer, those that are given."""
+    return "\n".join(line for line in lines if line) or None
 
 
 def _remembered(kv: KeyValue, key: str) -> bool:

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
+from workers.conversation_settings import teams_conversation
 from workers.delivery.chat import MembersUnreadable, PostedMessages, ViewRules
 from workers.delivery.membership import MembershipCache, teams_scope
 from workers.delivery.render import (
@@ -182,14 +184,18 @@ class TeamsDelivery:
             raise
 
     def post(
-        self, question: TeamsQuestion, messages: Sequence[TeamsMessage], remember: bool = False
+        self,
+        question: TeamsQuestion,
+        messages: Sequence[TeamsMessage],
+        remember: bool = False,
+        key: str | None = None,
     ) -> list[str]:
         """Replace the placeholder with the first message; post the others in the thread.
 
-        With `remember`, each message posted is recorded under the question, so a task that
-        runs again edits those messages instead of posting them twice.
+        With `remember`, each message posted is recorded under the question (or `key`), so a
+        task that runs again edits those messages instead of posting them twice.
         """
-        posted = PostedMessages(self.kv if remember else None, question.question_id)
+        posted = PostedMessages(self.kv if remember else None, key or question.question_id)
 
         async def send(connector: TeamsConnectorClient) -> list[str]:
             conversations = connector.conversations
@@ -334,9 +340,21 @@ class TeamsThread:
         turns = json.loads(stored) if stored else []
         return [Turn(t["role"], t["text"]) for t in turns]
 
-    def post_answer(self, answer: Answer, view: View) -> None:
-        place = "this channel" if self.question.conversation_type == "channel" else "this chat"
-        messages = teams_answer(answer, context=view_line(view, place))
+    @property
+    def conversation(self) -> str:
+        return teams_conversation(self.question.tenant_id, self.question.conversation_id)
+
+    @property
+    def revisable(self) -> bool:
+        return True
+
+    @property
+    def _place(self) -> str:
+        return "this channel" if self.question.conversation_type == "channel" else "this chat"
+
+    def post_answer(self, answer: Answer, view: View, note: str | None = None) -> None:
+        context = " ".join(line for line in (view_line(view, self._place), note) if line)
+        messages = teams_answer(answer, context=context or None)
         ids = self.delivery.post(self.question, messages, remember=True)
         kv = self.delivery.kv
         for message_id in ids:
@@ -344,7 +362,16 @@ class TeamsThread:
                 kv.put(
                     f"teams:answer_message:{message_id}", self.question_id, ANSWER_MESSAGE_SECONDS
                 )
-        self._remember(answer.text)
+        if note is None:  # a revision of an answer already in the thread's history
+            self._remember(answer.text)
+
+    def post_follow_up(
+        self, answer: Answer, view: View, heading: str, key: str, note: str | None = None
+    ) -> None:
+        headed = replace(answer, text=f"**{heading}**\n\n{answer.text}")
+        context = " ".join(line for line in (view_line(view, self._place), note) if line)
+        unplaced = TeamsQuestion.from_payload(self.question.to_payload() | {"placeholder_id": None})
+        self.delivery.post(unplaced, teams_answer(headed, context=context or None), True, key)
 
     def post_private(self, answer: Answer) -> None:
         place = "that channel" if self.question.conversation_type == "channel" else "that chat"

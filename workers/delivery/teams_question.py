@@ -41,13 +41,14 @@ def thread_conversation_id(conversation_id: str, conversation_type: str, activit
 
 @dataclass(frozen=True)
 class Command:
-    verb: str  # "help" | "status" | "reindex"
+    verb: str  # "help" | "status" | "reindex" | "updates" (sources: ("on",) or ("off",))
     sources: tuple[str, ...] = ()
     full: bool = False
 
 
 def parse_command(text: str) -> Command | None:
-    """`help`, `status` or `reindex [source…] [--full]`, and nothing else, is a command.
+    """`help`, `status`, `updates on|off` or `reindex [source…] [--full]`, and nothing else,
+    is a command.
 
     Anything longer is a question, so "status of my expense claim?" still gets an answer.
     """
@@ -60,6 +61,8 @@ def parse_command(text: str) -> Command | None:
     verb, rest = words[0].lower().lstrip("/"), words[1:]
     if verb in ("help", "status") and not rest:
         return Command(verb)
+    if verb == "updates" and [w.lower() for w in rest] in (["on"], ["off"]):
+        return Command("updates", (rest[0].lower(),))
     if verb == "reindex" and all(re.fullmatch(r"[a-z]+|--full", w.lower()) for w in rest):
         names = tuple(w.lower() for w in rest if w.lower() != "--full")
         return Command("reindex", names, "--full" in (w.lower() for w in rest))

@@ -8,6 +8,7 @@ of first use, and an answer left with no valid citation abstains instead of gues
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -56,6 +57,13 @@ class SourceRef:
     updated_at: datetime
     document_id: str
     acl: frozenset[str] = frozenset()
+    version: str = ""
+    passages: tuple[str, ...] = ()  # fingerprints of the passages cited: `passage_print`
+
+
+def passage_print(text: str) -> str:
+    """A short fingerprint of a passage's text: a cited passage still holds if it is unchanged."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,7 @@ def check_citations(text: str, sources: Sequence[Hit]) -> tuple[str, list[Source
     """
     numbers: dict[str, int] = {}  # document id -> its number in the answer
     cited: list[Hit] = []
+    passages: dict[str, list[str]] = {}  # document id -> the cited passages' fingerprints
 
     def replace(match: re.Match[str]) -> str:
         n = int(match.group(1))
@@ -133,15 +142,20 @@ def check_citations(text: str, sources: Sequence[Hit]) -> tuple[str, list[Source
         if hit.document_id not in numbers:
             numbers[hit.document_id] = len(numbers) + 1
             cited.append(hit)
+        prints = passages.setdefault(hit.document_id, [])
+        if passage_print(hit.text) not in prints:
+            prints.append(passage_print(hit.text))
         return f"[{numbers[hit.document_id]}]"
 
     cleaned = _CITATION.sub(replace, text)
     cleaned = re.sub(r"(\[\d+\])\1+", r"\1", cleaned)  # "[1][1]" after merging passages
     cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned).strip()
-    return cleaned, [_ref(numbers[hit.document_id], hit) for hit in cited]
+    return cleaned, [
+        _ref(numbers[hit.document_id], hit, tuple(passages[hit.document_id])) for hit in cited
+    ]
 
 
-def _ref(n: int, hit: Hit) -> SourceRef:
+def _ref(n: int, hit: Hit, passages: tuple[str, ...] = ()) -> SourceRef:
     return SourceRef(
         n=n,
         title=hit.title,
@@ -150,6 +164,8 @@ def _ref(n: int, hit: Hit) -> SourceRef:
         updated_at=hit.updated_at,
         document_id=hit.document_id,
         acl=hit.acl,
+        version=hit.version,
+        passages=passages,
     )
 
 

@@ -49,6 +49,7 @@ class Hit:
     breadcrumb: str
     score: float
     acl: frozenset[str] = frozenset()  # who may open it: whether a channel may see it
+    version: str = ""  # the document's version: whether a cited passage may have changed
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ class Index(Protocol):
     def search_sparse(self, vector: SparseVector, audience: Audience, limit: int) -> list[Hit]: ...
 
     def stats(self, source: str) -> SourceStats: ...
+
+    def document_texts(self, document_id: str) -> list[str]:
+        """The passages a document's indexed version holds (to tell if a cited one changed)."""
+        ...
 
     def term_statistics(self) -> tuple[int, int]:
         """(passages, their total terms) over the whole index, for BM25's average length."""
@@ -147,6 +152,7 @@ def hit_from_payload(payload: dict[str, Any], score: float) -> Hit:
         breadcrumb=payload.get("breadcrumb", ""),
         score=float(score),
         acl=frozenset(payload.get("acl") or ()),
+        version=str(payload.get("version") or ""),
     )
 
 

@@ -126,6 +126,10 @@ class EdgeIndex:
         query = qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=SPARSE)
         return self._search(query, audience, limit)
 
+    def document_texts(self, document_id: str) -> list[str]:
+        rows = self._scroll(qe.Filter(must=[_match("document_id", document_id)]), ["text"])
+        return [str(row.get("text") or "") for row in rows]
+
     def term_statistics(self) -> tuple[int, int]:
         return sum_terms(self._scroll(None, ["terms"]))
 

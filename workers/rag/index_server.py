@@ -120,6 +120,10 @@ class ServerIndex:
         query = models.SparseVector(indices=vector.indices, values=vector.values)
         return self._search(query, SPARSE, audience, limit)
 
+    def document_texts(self, document_id: str) -> list[str]:
+        rows = self._scroll(document_id, ["text"], key="document_id")
+        return [str(row.get("text") or "") for row in rows]
+
     def term_statistics(self) -> tuple[int, int]:
         return sum_terms(self._scroll(None, ["terms"]))
 
@@ -158,8 +162,10 @@ class ServerIndex:
         )
         return [hit_from_payload(p.payload or {}, p.score) for p in response.points]
 
-    def _scroll(self, source: str | None, fields: list[str]) -> list[dict[str, Any]]:
-        selector = models.Filter(must=[_match("source", source)]) if source else None
+    def _scroll(
+        self, source: str | None, fields: list[str], key: str = "source"
+    ) -> list[dict[str, Any]]:
+        selector = models.Filter(must=[_match(key, source)]) if source else None
         rows: list[dict[str, Any]] = []
         offset: Any = None
         while True:
