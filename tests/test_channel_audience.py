@@ -21,7 +21,7 @@ from tests.fakes.confluence_api import FakeConfluence, Page, Space
 from tests.fakes.slack_api import BOT_USER, FakeSlack
 from tests.fakes.teams_api import TENANT, FakeTeams, Member
 from tests.processes import free_port, wait_for
-from tests.test_slack import SECRET, SlackStack, answer_in, block_text, mention
+from tests.test_slack import SECRET, SlackStack, answer_in, block_text, mention, run_cli
 from workers.delivery.render import PRIVATE_HEADER
 
 APP_ID = "00000000-aaaa-4bbb-8ccc-00000audience"
@@ -543,6 +543,19 @@ def test_an_add_on_that_cannot_be_delivered_leaves_the_answer_alone(
     ]
     assert len(replies) == 1, "no apology in the chat: the answer itself was delivered"
     assert len(private_chat(fake_teams, T_DANA)) == chat_before
+
+
+def test_an_answer_citing_a_page_restricted_later_loses_the_quote(
+    stack: Both, fake_slack: FakeSlack, fake_confluence: FakeConfluence
+) -> None:
+    """Answers that stay true, with Confluence: the readers of a cited page narrow."""
+    text, ts = ask_slack(stack, fake_slack, "C0HR", "When does the deploy freeze start?")
+    assert FREEZE in text
+    fake_confluence.pages["2"].restricted_users = ["acc-dana"]
+    synced = run_cli(stack.env, "sync", "confluence", "--full")
+    assert synced.returncode == 0, synced.stderr
+    (answer,) = [m for m in fake_slack.bot_messages("C0HR") if m["thread_ts"] == ts]
+    assert FREEZE not in block_text(answer) and "removed or restricted" in block_text(answer)
 
 
 # -- staleness bounds and the setting (a worker with other settings) --------------------------

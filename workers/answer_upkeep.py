@@ -156,8 +156,8 @@ class AnswerUpkeep:
             for document, (version, acl) in changed.items()
             if version is None or acl is None or not audience.may_read(acl)
         }
-        thread = self.threads(record.platform, record.payload)
         if any(s.document_id in gone for s in answer.sources):
+            thread = self.threads(record.platform, record.payload)
             answer = without_sources(answer, gone)
             self._show(thread, record, answer, REMOVED_NOTE.format(date=date))
             for document in gone:
@@ -193,6 +193,7 @@ class AnswerUpkeep:
         if not self._may_update(record.conversation, date):
             report.held_back += 1
             return
+        thread = self.threads(record.platform, record.payload)
         self._update(thread, record, answer, moved, changed, date)
         report.updated += 1
 
