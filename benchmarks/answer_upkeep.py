@@ -51,7 +51,16 @@ class CountingStore(RedisKeyValue):
         self.calls: Counter[str] = Counter()
 
     def __getattribute__(self, name: str) -> Any:
-        if name in ("get", "put", "members", "add_member", "remove_member", "claim", "delete"):
+        if name in (
+            "get",
+            "get_many",
+            "put",
+            "members",
+            "add_member",
+            "remove_member",
+            "claim",
+            "delete",
+        ):
             object.__getattribute__(self, "calls")[name] += 1
         return object.__getattribute__(self, name)
 

@@ -160,6 +160,15 @@ class AnswerRecords:
         raw = self.kv.get(f"answer_record:{question_id}")
         return AnswerRecord.from_json(raw) if raw else None
 
+    def load_many(self, question_ids: list[str]) -> list[AnswerRecord | None]:
+        """In one round trip: a sync may touch thousands of answers."""
+        raws = self.kv.get_many([f"answer_record:{q}" for q in question_ids])
+        return [AnswerRecord.from_json(raw) if raw else None for raw in raws]
+
+    def revise(self, record: AnswerRecord) -> None:
+        """Rewrite a record whose sources are the same documents (versions or readers moved)."""
+        self.kv.put(f"answer_record:{record.question_id}", record.to_json(), self.ttl)
+
     def forget(self, record: AnswerRecord) -> None:
         """The answer no longer stands on its sources (replaced by an update)."""
         for source in record.current().sources:

@@ -44,6 +44,7 @@ OUTDATED_NOTE = "Outdated: {title} changed on {date}. The current answer is in a
 UPDATE_HEADING = "Update: {title} changed on {date}. Here is the current answer."
 NOTHING_LEFT = "The sources this answer stood on are no longer available to everyone here."
 CAP_SECONDS = 2 * 86400
+LOAD_BATCH = 500
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
@@ -106,6 +107,7 @@ class AnswerUpkeep:
         self.service = service
         self.threads = threads
         self.rules = rules
+        self._prints: dict[str, set[str]] = {}  # per sync: document -> its passages' prints
 
     def after_sync(self, source: str, now: datetime | None = None) -> UpkeepReport:
         started = time.perf_counter()
@@ -128,14 +130,18 @@ class AnswerUpkeep:
         for document in changed:
             for question_id in self.records.citing(document):
                 answers.setdefault(question_id, set()).add(document)
-        for question_id, documents in sorted(answers.items()):
-            record = self.records.load(question_id)
-            if record is None:  # expired: stop looking it up
-                for document in documents:
-                    self.records.uncite(document, question_id)
-                continue
-            report.answers_checked += 1
-            self._revisit(record, {d: changed[d] for d in documents}, now, report)
+        self._prints = {}
+        question_ids = sorted(answers)
+        for start in range(0, len(question_ids), LOAD_BATCH):
+            batch = question_ids[start : start + LOAD_BATCH]
+            for question_id, record in zip(batch, self.records.load_many(batch), strict=True):
+                documents = answers[question_id]
+                if record is None:  # expired: stop looking it up
+                    for document in documents:
+                        self.records.uncite(document, question_id)
+                    continue
+                report.answers_checked += 1
+                self._revisit(record, {d: changed[d] for d in documents}, now, report)
         for document, (version, acl) in changed.items():
             self.records.seen(document, document_state(version, acl))
         report.seconds = time.perf_counter() - started
@@ -187,7 +193,9 @@ class AnswerUpkeep:
                 else s
                 for s in answer.sources
             ]
-            self.records.save(replace(record, answer=answer_json(replace(answer, sources=sources))))
+            self.records.revise(
+                replace(record, answer=answer_json(replace(answer, sources=sources)))
+            )
             report.unchanged += 1
             return
         if not self._may_update(record.conversation, date):
@@ -200,8 +208,11 @@ class AnswerUpkeep:
     def _passages_hold(self, source: SourceRef) -> bool:
         if not source.passages:
             return False
-        now_held = {passage_print(text) for text in self.index.document_texts(source.document_id)}
-        return set(source.passages) <= now_held
+        held = self._prints.get(source.document_id)
+        if held is None:  # once per document per sync, however many answers cite it
+            held = {passage_print(text) for text in self.index.document_texts(source.document_id)}
+            self._prints[source.document_id] = held
+        return set(source.passages) <= held
 
     def _may_update(self, conversation: str, date: str) -> bool:
         if not self.rules.updates or self.kv.get(updates_off_key(conversation)) is not None:

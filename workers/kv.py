@@ -45,6 +45,10 @@ class KeyValue(Protocol):
 
     def members(self, key: str) -> set[str]: ...
 
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        """Several values in one round trip."""
+        ...
+
     def remove_member(self, key: str, member: str) -> None: ...
 
     def delete(self, key: str) -> None: ...
@@ -100,6 +104,12 @@ class RedisKeyValue:
 
     def remove_member(self, key: str, member: str) -> None:
         self._run(lambda: self._client.srem(self._prefix + key, member))
+
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        if not keys:
+            return []
+        values = self._run(lambda: self._client.mget([self._prefix + key for key in keys]))
+        return [v.decode() if isinstance(v, bytes) else None for v in values]
 
     def delete(self, key: str) -> None:
         self._run(lambda: self._client.delete(self._prefix + key))
@@ -158,6 +168,10 @@ class MemoryKeyValue:
         with self._lock:
             members = self._sets.get(key)
             return set(members[1]) if members and members[0] >= time.monotonic() else set()
+
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        with self._lock:
+            return [self._live(key) for key in keys]
 
     def remove_member(self, key: str, member: str) -> None:
         with self._lock:
