@@ -18,10 +18,10 @@ import pytest
 import redis
 
 from tests.fakes.slack_api import FakeSlack
-from tests.fakes.teams_api import TENANT, FakeTeams, Member
+from tests.fakes.teams_api import FakeTeams, Member
 from tests.processes import free_port, wait_for
-from tests.test_channel_audience import APP_ID, Both
-from tests.test_slack import SECRET, answer_in, block_text, mention, run_cli
+from tests.test_channel_audience import APP_ID, Both, both_chats
+from tests.test_slack import answer_in, block_text, mention, run_cli
 
 SAM, OPS = "U0SAM", "U0OPS"
 T_SAM = Member("29:1sam", "aad-sam", "sam@acme.com", "Sam Park")
@@ -88,22 +88,17 @@ def stack(
     workdir = tmp_path_factory.mktemp("upkeep")
     queue_db = redis_url.rsplit("/", 1)[0] + "/8"
     redis.Redis.from_url(queue_db).flushdb()
-    env = {k: v for k, v in os.environ.items()} | {
-        "REDIS_URL": queue_db,
-        "RAGBOT_DATA_DIR": str(workdir / "data"),
-        "FILES_PATH": str(docs),
-        "RAGBOT_ORG_DOMAINS": "acme.com",
-        "RAGBOT_ADMINS": OPS,
-        "RAGBOT_SYNC_INTERVAL_SECONDS": "3600",
-        "SLACK_BOT_TOKEN": fake_slack.token,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_URL": fake_slack.api_url,
-        "MICROSOFT_APP_ID": APP_ID,
-        "MICROSOFT_APP_PASSWORD": fake_teams.app_password,
-        "MICROSOFT_APP_TENANT_ID": TENANT,
-        "MICROSOFT_OPENID_METADATA_URL": fake_teams.metadata_url,
-        "MICROSOFT_LOGIN_URL": fake_teams.url,
-    }
+    env = (
+        {k: v for k, v in os.environ.items()}
+        | {
+            "REDIS_URL": queue_db,
+            "RAGBOT_DATA_DIR": str(workdir / "data"),
+            "FILES_PATH": str(docs),
+            "RAGBOT_ORG_DOMAINS": "acme.com",
+            "RAGBOT_ADMINS": OPS,
+        }
+        | both_chats(fake_slack, fake_teams)
+    )
     running = Both(env, free_port(), workdir)
     try:
         running.start_server()

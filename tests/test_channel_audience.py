@@ -155,6 +155,21 @@ def fake_teams() -> Iterator[FakeTeams]:
     fake.stop()
 
 
+def both_chats(fake_slack: FakeSlack, fake_teams: FakeTeams) -> dict[str, str]:
+    """The environment that points one `ragbot serve` at the fake Slack and Teams APIs."""
+    return {
+        "RAGBOT_SYNC_INTERVAL_SECONDS": "3600",
+        "SLACK_BOT_TOKEN": fake_slack.token,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake_slack.api_url,
+        "MICROSOFT_APP_ID": APP_ID,
+        "MICROSOFT_APP_PASSWORD": fake_teams.app_password,
+        "MICROSOFT_APP_TENANT_ID": TENANT,
+        "MICROSOFT_OPENID_METADATA_URL": fake_teams.metadata_url,
+        "MICROSOFT_LOGIN_URL": fake_teams.url,
+    }
+
+
 class Both(SlackStack):
     def teams(self, activity: dict[str, Any], fake: FakeTeams) -> httpx.Response:
         headers = {"Authorization": f"Bearer {fake.sign()}"}
@@ -199,16 +214,8 @@ def stack(
             "RAGBOT_DATA_DIR": str(data_dir),
             "RAGBOT_ORG_DOMAINS": "acme.com",
             "RAGBOT_CHANNEL_MAX_MEMBERS": "5",
-            "RAGBOT_SYNC_INTERVAL_SECONDS": "3600",
-            "SLACK_BOT_TOKEN": fake_slack.token,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": fake_slack.api_url,
-            "MICROSOFT_APP_ID": APP_ID,
-            "MICROSOFT_APP_PASSWORD": fake_teams.app_password,
-            "MICROSOFT_APP_TENANT_ID": TENANT,
-            "MICROSOFT_OPENID_METADATA_URL": fake_teams.metadata_url,
-            "MICROSOFT_LOGIN_URL": fake_teams.url,
         }
+        | both_chats(fake_slack, fake_teams)
     )
     running = Both(env, free_port(), workdir)
     try:
