@@ -122,3 +122,36 @@ def test_a_deleted_teams_placeholder_still_gets_the_answer_once(fake_teams: Fake
         TeamsThread(question, TeamsDelivery(Settings(), kv)).post_answer(short, VIEW)
     (reply,) = fake_teams.bot_messages(conversation)
     assert "Sixteen weeks" in reply["text"] and reply.get("edits") == 1
+
+
+def test_a_slack_stream_appends_at_most_every_quarter_second_and_a_rerun_starts_none(
+    fake_slack: FakeSlack,
+) -> None:
+    from workers.delivery.slack_stream import SlackAnswerStream
+
+    client = make_web_client(fake_slack.token, fake_slack.api_url)
+    ts = fake_slack.user_says("C0STREAM", "leave?", "U0ASKER")
+    placeholder = client.chat_postMessage(channel="C0STREAM", thread_ts=ts, text="Searching…")["ts"]
+    question = SlackQuestion(TEAM, "C0STREAM", "U0ASKER", "leave?", ts, ts, False, placeholder)
+    kv = MemoryKeyValue()
+    now = [0.0]
+    stream = SlackAnswerStream(
+        SlackDelivery(client, kv), question, lambda a, v: slack_answer(a, "q"), lambda: now[0]
+    )
+    for _ in range(20):  # a piece every 1/16 s for 1.25 s of the model writing
+        stream.write("word ")
+        now[0] += 0.0625
+    assert stream.appends == 4, "one append per 250 ms, the rest held for the next"
+    (streamed,) = fake_slack.bot_messages("C0STREAM")  # the placeholder made way
+    assert streamed["streaming"] and streamed["text"].startswith("word")
+
+    # The worker dies here; the task runs again and finishes the same message.
+    again = SlackAnswerStream(
+        SlackDelivery(client, kv), question, lambda a, v: slack_answer(a, "q"), lambda: now[0]
+    )
+    again.write("word ")
+    again.finish(Answer("Sixteen weeks [1].", False, [SOURCE]), VIEW)
+    (final,) = fake_slack.bot_messages("C0STREAM")
+    assert final["ts"] == streamed["ts"] and not final["streaming"] and final.get("edited")
+    assert "Sixteen weeks" in final["blocks"][0]["text"]["text"]
+    assert len(fake_slack.called("chat.startStream")) == 1

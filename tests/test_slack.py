@@ -22,7 +22,7 @@ import redis
 
 from tests.conftest import HANDBOOK
 from tests.fakes.flaky_link import FlakyLink
-from tests.fakes.openai_api import FakeOpenAI, Fault
+from tests.fakes.openai_api import FakeOpenAI, Fault, cite_first_source
 from tests.fakes.slack_api import BOT_USER, TEAM, FakeSlack, SlackFault, sign
 from tests.fakes.slack_socket import FakeSocketMode
 from tests.processes import RAGBOT, Stack, free_port, wait_for
@@ -696,3 +696,70 @@ def test_a_pasted_wall_of_text_is_cut_before_it_is_embedded_or_sent(
     (request,) = [b for _, b in fake_llm.requests[asked:] if "roll back" in json.dumps(b)]
     sent = request["messages"][-1]["content"]
     assert "stack trace line" in sent and sent.count("stack trace line") < 150
+
+
+def long_reply(messages: list[dict[str, str]]) -> str:
+    """A cited reply of about a hundred tokens, with one citation of a source never given."""
+    first = cite_first_source(messages)
+    return f"{first} " + " ".join(f"Detail {n} of the policy [1]." for n in range(12)) + " See [7]."
+
+
+def stream_calls(fake: FakeSlack, method: str, ts: str | None = None) -> list[dict[str, Any]]:
+    return [c for c in fake.called(method) if ts is None or c.get("ts") == ts]
+
+
+def test_an_llm_answer_streams_into_the_thread_then_becomes_the_checked_answer(
+    stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.responder, fake_llm.first_token_seconds, fake_llm.tokens_per_second = (
+        long_reply,
+        0.3,
+        40,
+    )
+    try:
+        channel = "C0GENERAL"
+        ts = fake_slack.user_says(channel, "parental leave", ASKER)
+        stack.post_event(mention(channel, "How long is parental leave?", ts))
+        reply = answer_in(fake_slack, channel, ts)
+    finally:
+        fake_llm.responder, fake_llm.first_token_seconds, fake_llm.tokens_per_second = (
+            cite_first_source,
+            0.0,
+            0.0,
+        )
+    (start,) = [c for c in fake_slack.called("chat.startStream") if c["thread_ts"] == ts]
+    assert start["recipient_user_id"] == ASKER and start["recipient_team_id"]
+    appends = stream_calls(fake_slack, "chat.appendStream", reply["ts"])
+    streamed = start.get("markdown_text", "") + "".join(a["markdown_text"] for a in appends)
+    assert streamed and "[7]" not in streamed, "an unknown source is never shown"
+    assert len(stream_calls(fake_slack, "chat.stopStream", reply["ts"])) == 1
+    text = block_text(reply)
+    assert "Leave Policy" in text and "[7]" not in text and "Sources" in text
+    assert any(b["type"] == "actions" for b in reply["blocks"]), "feedback buttons"
+    assert not reply.get("streaming")
+    assert replies_in(fake_slack, channel, ts) == [reply], "the placeholder made way for it"
+
+
+def test_a_worker_killed_mid_stream_leaves_one_answer(
+    stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.responder, fake_llm.tokens_per_second = long_reply, 4  # about 30 s of writing
+    try:
+        channel = "C0GENERAL"
+        ts = fake_slack.user_says(channel, "sick days", ASKER)
+        stack.post_event(mention(channel, "How many paid sick days do I get?", ts))
+        wait_for(
+            lambda: [c for c in fake_slack.called("chat.startStream") if c["thread_ts"] == ts],
+            60,
+            "the stream to start",
+        )
+        stack.kill_worker()
+        fake_llm.tokens_per_second = 0
+        stack.start_worker()
+        reply = answer_in(fake_slack, channel, ts, timeout=90)
+    finally:
+        fake_llm.responder, fake_llm.tokens_per_second = cite_first_source, 0.0
+    time.sleep(2)
+    assert replies_in(fake_slack, channel, ts) == [reply], "one message: no second stream"
+    assert len([c for c in fake_slack.called("chat.startStream") if c["thread_ts"] == ts]) == 1
+    assert not reply.get("streaming") and "Leave Policy" in block_text(reply)

@@ -14,7 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from workers.delivery.chat import ChatThread, DeliveryError, MembersUnreadable, ViewRules
+from workers.delivery.chat import (
+    AnswerStream,
+    ChatThread,
+    DeliveryError,
+    MembersUnreadable,
+    ViewRules,
+)
 from workers.kv import StoreUnavailable
 from workers.rag.answer import Answer, AnswerService
 from workers.rag.audience import Audience
@@ -55,20 +61,34 @@ def answer_in_thread(
     if view.reason:
         log.info("%s answered from %s documents: %s", thread.question_id, view.scope, view.reason)
     history = thread.history()
+    stream = thread.stream()
     try:
-        answer = service().answer(thread.text, view.audience, history)
+        answer = service().answer(
+            thread.text, view.audience, history, stream.write if stream else None
+        )
     except (IndexUnavailable, EmbeddingError) as exc:
         log.warning("answer %s failed: %s", thread.question_id, exc.__class__.__name__)
-        thread.post_notice(INDEX_DOWN)
+        _tell(thread, stream, INDEX_DOWN)
         return Outcome("index_down")
     except LLMError as exc:
         log.warning("answer %s failed: %s", thread.question_id, exc)
-        thread.post_notice(LLM_DOWN)
+        _tell(thread, stream, LLM_DOWN)
         return Outcome("llm_down")
-    thread.post_answer(answer, view)
+    if stream:
+        stream.finish(answer, view)
+    else:
+        thread.post_answer(answer, view)
     if private_addon and view.asker is not None:
         _add_privately(thread, service(), view, history)
     return Outcome("abstained" if answer.abstained else "answered", answer, view, tuple(history))
+
+
+def _tell(thread: ChatThread, stream: AnswerStream | None, notice: str) -> None:
+    """A notice in the answer's place: over what was streamed, else over the placeholder."""
+    if stream is not None:
+        stream.fail(notice)
+    else:
+        thread.post_notice(notice)
 
 
 def _view(thread: ChatThread, rules: ViewRules) -> View:
@@ -106,6 +126,25 @@ def _add_privately(
         log.warning("private add-on for %s not delivered: %s", thread.question_id, exc)
 
 
+class PatientStream:
+    """A stream whose closing calls are retried like the thread's (writes are best effort)."""
+
+    def __init__(
+        self, inner: AnswerStream, patiently: Callable[[Callable[[], None]], None]
+    ) -> None:
+        self.inner = inner
+        self.patiently = patiently
+
+    def write(self, text: str) -> None:
+        self.inner.write(text)
+
+    def finish(self, answer: Answer, view: View) -> None:
+        self.patiently(lambda: self.inner.finish(answer, view))
+
+    def fail(self, notice: str) -> None:
+        self.patiently(lambda: self.inner.fail(notice))
+
+
 class PatientThread:
     """A `ChatThread` whose calls are retried with backoff, in the task itself.
 
@@ -141,6 +180,10 @@ class PatientThread:
 
     def history(self) -> list[Turn]:
         return self._patiently(self.inner.history)
+
+    def stream(self) -> AnswerStream | None:
+        inner = self.inner.stream()
+        return PatientStream(inner, self._patiently) if inner else None
 
     def post_answer(self, answer: Answer, view: View, note: str | None = None) -> None:
         self._patiently(lambda: self.inner.post_answer(answer, view, note))

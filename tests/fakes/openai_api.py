@@ -52,6 +52,10 @@ class FakeOpenAI:
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     reply_seconds: float = 0.0  # every chat reply takes this long: a slow model
+    # Streamed replies: the first piece after this long, then `tokens_per_second` pieces of
+    # about one token (four characters) each; 0 sends them all at once.
+    first_token_seconds: float = 0.0
+    tokens_per_second: float = 0.0
     max_in_flight: int = 0  # most chat requests being answered at the same moment
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -132,9 +136,13 @@ class FakeOpenAI:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.end_headers()
-        pieces = [content[i : i + 8] for i in range(0, len(content), 8)]
+        size = 4 if self.tokens_per_second else 8
+        pieces = [content[i : i + size] for i in range(0, len(content), size)]
         deltas = [{"role": "assistant", "content": ""}] + [{"content": p} for p in pieces]
+        time.sleep(self.first_token_seconds)
         for i, delta in enumerate(deltas):
+            if self.tokens_per_second and i > 1:
+                time.sleep(1 / self.tokens_per_second)
             chunk = {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion.chunk",
@@ -143,6 +151,7 @@ class FakeOpenAI:
                 "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
             }
             h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            h.wfile.flush()
             if i == len(deltas) - 1:
                 chunk["choices"] = [{"index": 0, "delta": {}, "finish_reason": "stop"}]
                 h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())

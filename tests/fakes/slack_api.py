@@ -23,7 +23,8 @@ from tests.fakes.loopback import LoopbackServer, send_json
 BOT_USER = "UBOT"
 BOT_ID = "BBOT"
 TEAM = "T0001"
-JSON_PARAMS = {"blocks", "attachments"}
+JSON_PARAMS = {"blocks", "attachments", "chunks"}
+STREAM_TEXT_LIMIT = 12_000  # characters of markdown_text per streaming call
 
 
 def sign(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
@@ -58,6 +59,7 @@ class FakeSlack:
     faults: list[SlackFault] = field(default_factory=list)
     latency: float = 0.0  # seconds each Web API call takes, as over the internet
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    call_times: list[tuple[str, float]] = field(default_factory=list)  # (method, time.time())
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)
     ephemerals: list[dict[str, Any]] = field(default_factory=list)  # chat.postEphemeral
@@ -124,6 +126,7 @@ class FakeSlack:
                 params[key] = json.loads(params[key])
         with self._lock:
             self.calls.append((method, params))
+            self.call_times.append((method, time.time()))
         time.sleep(self.latency)
         expected = self.app_token if method == "apps.connections.open" else self.token
         if h.headers.get("Authorization") != f"Bearer {expected}":
@@ -227,6 +230,8 @@ class FakeSlack:
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         channel, ts = params.get("channel", ""), params.get("ts", "")
         for message in self.messages.get(channel, []):
+            if message["ts"] == ts and message.get("streaming"):
+                return {"ok": False, "error": "cant_update_message"}  # stop the stream first
             if message["ts"] == ts:
                 message.update(
                     text=params.get("text", ""),
@@ -256,3 +261,73 @@ class FakeSlack:
             }
         )
         return {"ok": True, "message_ts": self.next_ts()}
+
+    # -- streaming (chat.startStream / appendStream / stopStream) ---------------------------
+
+    def _chat_startStream(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A new message in the thread that grows as text is appended, until stopped."""
+        channel, thread_ts = params.get("channel", ""), params.get("thread_ts")
+        if not thread_ts:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not channel.startswith("D") and not (
+            params.get("recipient_user_id") and params.get("recipient_team_id")
+        ):
+            return {"ok": False, "error": "invalid_arguments"}  # required outside DMs
+        text = str(params.get("markdown_text") or "")
+        if len(text) > STREAM_TEXT_LIMIT:
+            return {"ok": False, "error": "msg_too_long"}
+        ts = self.next_ts()
+        message = {
+            "type": "message",
+            "bot_id": BOT_ID,
+            "user": BOT_USER,
+            "ts": ts,
+            "text": text,
+            "blocks": [],
+            "thread_ts": thread_ts,
+            "streaming": True,
+            "appends": 0,
+        }
+        with self._lock:
+            self.messages.setdefault(channel, []).append(message)
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _streaming(self, params: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        channel, ts = params.get("channel", ""), params.get("ts", "")
+        for message in self.messages.get(channel, []):
+            if message["ts"] == ts:
+                if not message.get("streaming"):
+                    return None, "message_not_in_streaming_state"
+                return message, None
+        return None, "message_not_found"
+
+    def _chat_appendStream(self, params: dict[str, Any]) -> dict[str, Any]:
+        message, error = self._streaming(params)
+        if message is None:
+            return {"ok": False, "error": error}
+        text = str(params.get("markdown_text") or "")
+        if len(text) > STREAM_TEXT_LIMIT:
+            return {"ok": False, "error": "msg_too_long"}
+        with self._lock:
+            message["text"] += text
+            message["appends"] += 1
+        return {"ok": True, "channel": params.get("channel"), "ts": message["ts"]}
+
+    def _chat_stopStream(self, params: dict[str, Any]) -> dict[str, Any]:
+        message, error = self._streaming(params)
+        if message is None:
+            return {"ok": False, "error": error}
+        with self._lock:
+            message["text"] += str(params.get("markdown_text") or "")
+            message["blocks"] = list(params.get("blocks") or [])
+            message["streaming"] = False
+        return {"ok": True, "channel": params.get("channel"), "ts": message["ts"]}
+
+    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = params.get("channel", ""), params.get("ts", "")
+        with self._lock:
+            kept = [m for m in self.messages.get(channel, []) if m["ts"] != ts]
+            if len(kept) == len(self.messages.get(channel, [])):
+                return {"ok": False, "error": "message_not_found"}
+            self.messages[channel] = kept
+        return {"ok": True, "channel": channel, "ts": ts}

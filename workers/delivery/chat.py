@@ -83,6 +83,22 @@ class PostedMessages:
                 time.sleep(delay)
 
 
+class AnswerStream(Protocol):
+    """An answer shown while it is written, then replaced by the checked answer."""
+
+    def write(self, text: str) -> None:
+        """More text as the model writes it; best effort, never raises."""
+        ...
+
+    def finish(self, answer: Answer, view: View) -> None:
+        """The checked answer takes the place of what was streamed."""
+        ...
+
+    def fail(self, notice: str) -> None:
+        """A notice takes the place of what was streamed."""
+        ...
+
+
 class ChatThread(Protocol):
     @property
     def question_id(self) -> str: ...
@@ -106,6 +122,10 @@ class ChatThread(Protocol):
 
     def history(self) -> list[Turn]:
         """Earlier turns of the conversation, oldest first."""
+        ...
+
+    def stream(self) -> AnswerStream | None:
+        """Where to stream this question's answer; None where the platform cannot."""
         ...
 
     def post_answer(self, answer: Answer, view: View, note: str | None = None) -> None:

@@ -25,7 +25,13 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from workers.conversation_settings import slack_conversation
-from workers.delivery.chat import DeliveryError, MembersUnreadable, PostedMessages, ViewRules
+from workers.delivery.chat import (
+    AnswerStream,
+    DeliveryError,
+    MembersUnreadable,
+    PostedMessages,
+    ViewRules,
+)
 from workers.delivery.membership import MembershipCache, slack_scope
 from workers.delivery.render import (
     PRIVATE_HEADER,
@@ -132,12 +138,12 @@ class SlackDelivery:
     ) -> None:
         self._client = client
         self._member_lookups = member_lookups
-        self._kv = kv or MemoryKeyValue()
-        self._memberships = MembershipCache(self._kv, membership_ttl_seconds)
+        self.kv = kv or MemoryKeyValue()
+        self._memberships = MembershipCache(self.kv, membership_ttl_seconds)
         self._bot_user_id: str | None = None
         self._users: dict[str, tuple[float, dict[str, Any]]] = {}
 
-    def _call(self, method: str, **params: Any) -> dict[str, Any]:
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
         """Call a Web API method by its name, e.g. "chat.update" -> WebClient.chat_update."""
         try:
             response = getattr(self._client, method.replace(".", "_"))(**params)
@@ -151,7 +157,7 @@ class SlackDelivery:
     @property
     def bot_user_id(self) -> str:
         if self._bot_user_id is None:
-            self._bot_user_id = str(self._call("auth.test").get("user_id", ""))
+            self._bot_user_id = str(self.call("auth.test").get("user_id", ""))
         return self._bot_user_id
 
     def user(self, user_id: str) -> dict[str, Any]:
@@ -159,7 +165,7 @@ class SlackDelivery:
         cached = self._users.get(user_id)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        found = self._call("users.info", user=user_id).get("user")
+        found = self.call("users.info", user=user_id).get("user")
         user = found if isinstance(found, dict) else {}
         self._users[user_id] = (time.monotonic() + USER_CACHE_SECONDS, user)
         return user
@@ -175,7 +181,7 @@ class SlackDelivery:
         (Slack Connect) counts as having an external member, whoever is listed."""
 
         def fetch() -> list[Member]:
-            channel = self._call("conversations.info", channel=channel_id).get("channel") or {}
+            channel = self.call("conversations.info", channel=channel_id).get("channel") or {}
             shared = isinstance(channel, dict) and bool(channel.get("is_ext_shared"))
             ids = list(self._member_ids(channel_id))
             with ThreadPoolExecutor(self._member_lookups, thread_name_prefix="slack-users") as pool:
@@ -197,7 +203,7 @@ class SlackDelivery:
 
         def fetch() -> Member:
             try:
-                found = self._call("users.info", user=user_id).get("user")
+                found = self.call("users.info", user=user_id).get("user")
             except SlackDeliveryError as exc:
                 if exc.error in ("user_not_found", "user_not_visible"):
                     return Member(user_id, UNRESOLVED)
@@ -210,7 +216,7 @@ class SlackDelivery:
     def _member_ids(self, channel_id: str) -> Iterator[str]:
         cursor = ""
         while True:
-            page = self._call(
+            page = self.call(
                 "conversations.members", channel=channel_id, limit=MEMBERS_PAGE, cursor=cursor
             )
             yield from (str(m) for m in page.get("members") or [])
@@ -222,7 +228,7 @@ class SlackDelivery:
         """Earlier messages of the thread, oldest first; the bot's own are the assistant's."""
         if question.thread_ts == question.message_ts:
             return []
-        data = self._call(
+        data = self.call(
             "conversations.replies", channel=question.channel_id, ts=question.thread_ts, limit=50
         )
         messages = data.get("messages") or []
@@ -255,12 +261,12 @@ class SlackDelivery:
         if question.response_url:
             self._respond(question.response_url, messages)
             return
-        posted = PostedMessages(self._kv if remember else None, key or question.question_id)
+        posted = PostedMessages(self.kv if remember else None, key or question.question_id)
         for index, message in enumerate(messages):
             target = posted.target(index, question.placeholder_ts)
             if target:
                 try:
-                    self._call(
+                    self.call(
                         "chat.update",
                         channel=question.channel_id,
                         ts=target,
@@ -279,9 +285,9 @@ class SlackDelivery:
         recorded once posted and a task that runs again skips it."""
         for index, message in enumerate(messages):
             key = f"private:{question.question_id}:{index}"
-            if _remembered(self._kv, key):
+            if _remembered(self.kv, key):
                 continue
-            self._call(
+            self.call(
                 "chat.postEphemeral",
                 channel=question.channel_id,
                 user=question.user_id,
@@ -289,10 +295,10 @@ class SlackDelivery:
                 text=message.text,
                 blocks=message.blocks,
             )
-            _remember(self._kv, key)
+            _remember(self.kv, key)
 
     def _post(self, question: SlackQuestion, message: SlackMessage) -> str:
-        posted = self._call(
+        posted = self.call(
             "chat.postMessage",
             channel=question.channel_id,
             thread_ts=question.thread_ts,
@@ -343,6 +349,18 @@ class SlackThread:
 
     def history(self) -> list[Turn]:
         return self.delivery.thread_history(self.question)
+
+    def stream(self) -> AnswerStream | None:
+        """Threads and DMs stream; `/ragbot ask` answers (ephemeral) do not."""
+        if self.question.response_url:
+            return None
+        from workers.delivery.slack_stream import SlackAnswerStream
+
+        return SlackAnswerStream(self.delivery, self.question, self._render)
+
+    def _render(self, answer: Answer, view: View) -> list[SlackMessage]:
+        context = view_line(view, f"<#{self.question.channel_id}>")
+        return slack_answer(answer, self.question_id, context=context)
 
     @property
     def conversation(self) -> str:

@@ -28,7 +28,7 @@ from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
 from workers.conversation_settings import teams_conversation
-from workers.delivery.chat import MembersUnreadable, PostedMessages, ViewRules
+from workers.delivery.chat import AnswerStream, MembersUnreadable, PostedMessages, ViewRules
 from workers.delivery.membership import MembershipCache, teams_scope
 from workers.delivery.render import (
     PRIVATE_HEADER,
@@ -334,6 +334,9 @@ class TeamsThread:
     @property
     def _history_key(self) -> str:
         return f"teams:history:{self.question.tenant_id}:{self.question.conversation_id}"
+
+    def stream(self) -> AnswerStream | None:
+        return None  # Teams streams are not sent yet: the answer replaces the placeholder
 
     def history(self) -> list[Turn]:
         stored = self.delivery.kv.get(self._history_key)

@@ -22,6 +22,7 @@ from workers.rag.llm import ChatModel
 from workers.rag.prompt import Turn, build_prompt
 from workers.rag.retrieve import Retrieval, Retriever
 from workers.rag.sparse import terms
+from workers.rag.streaming import CitationFilter, TextSink
 from workers.rag.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -267,6 +268,26 @@ class Writer:
         )
         return self.chat.complete(prompt.messages), prompt.sources
 
+    def write_streaming(
+        self, question: str, hits: Sequence[Hit], history: Sequence[Turn], on_text: TextSink
+    ) -> tuple[str, list[Hit]]:
+        """The same, with the reply passed to `on_text` in pieces as the model writes it
+        (citations of sources it was not given left out)."""
+        prompt = build_prompt(
+            question, hits, history, self.counter, self.context_tokens, self.answer_tokens
+        )
+        shown = CitationFilter(len(prompt.sources))
+        pieces: list[str] = []
+        for piece in self.chat.stream(prompt.messages):
+            pieces.append(piece)
+            visible = shown.feed(piece)
+            if visible:
+                on_text(visible)
+        rest = shown.flush()
+        if rest:
+            on_text(rest)
+        return "".join(pieces), prompt.sources
+
 
 class AnswerService:
     """Retrieves, writes (with a chat model) or extracts, and checks the answer's citations."""
@@ -275,10 +296,19 @@ class AnswerService:
         self.retriever = retriever
         self.writer = writer
 
-    def answer(self, question: str, audience: Audience, history: Sequence[Turn] = ()) -> Answer:
-        """Raises LLMError or IndexUnavailable when a dependency is down; callers explain it."""
+    def answer(
+        self,
+        question: str,
+        audience: Audience,
+        history: Sequence[Turn] = (),
+        on_text: TextSink | None = None,
+    ) -> Answer:
+        """Raises LLMError or IndexUnavailable when a dependency is down; callers explain it.
+
+        With `on_text`, a chat model's reply is also passed on in pieces as it is written; the
+        returned answer is the checked one, which is what is finally shown."""
         question, hits = self._relevant(question, audience, history)
-        return self._written(question, hits, history)
+        return self._written(question, hits, history, on_text)
 
     def private_addon(
         self, question: str, asker: Audience, audience: Audience, history: Sequence[Turn] = ()
@@ -303,11 +333,19 @@ class AnswerService:
         hits = relevant_hits(query, retrieval, embedder.close_similarity, embedder.floor_similarity)
         return question, hits
 
-    def _written(self, question: str, hits: list[Hit], history: Sequence[Turn]) -> Answer:
+    def _written(
+        self,
+        question: str,
+        hits: list[Hit],
+        history: Sequence[Turn],
+        on_text: TextSink | None = None,
+    ) -> Answer:
         if not hits:
             return abstention(question)
         if self.writer is None:
             text, shown = extractive_text(question, hits), hits
+        elif on_text is not None:
+            text, shown = self.writer.write_streaming(question, hits, history, on_text)
         else:
             text, shown = self.writer.write(question, hits, history)
         cleaned, refs = check_citations(text, shown)
