@@ -1,0 +1,164 @@
+"""Streamed Slack answers: time to the first visible answer text, and streaming calls per answer.
+
+Usage: python -m benchmarks.streaming [--questions N] [--long 3]
+
+Runs `ragbot serve` and one `ragbot worker` as processes on real Redis (REDIS_URL, default
+redis://127.0.0.1:6379/11, flushed before and after), the fake Slack Web API and a fake LLM
+whose first token comes after 300 ms and the rest at 20 tokens a second (both fakes in this
+process, on loopback), over the sample handbook. Time to first text: the signed event is
+posted -> the fake Slack receives `chat.startStream` with the first text. Questions are asked
+one at a time, each after the previous answer is final.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import redis
+
+from benchmarks.front_door import QUESTIONS, build_index, start_front_door, start_worker
+from benchmarks.slack_front_door import SECRET, event_body
+from tests.fakes.openai_api import FakeOpenAI, Messages, cite_first_source
+from tests.fakes.slack_api import FakeSlack, sign
+
+TOKENS_PER_SECOND = 20
+FIRST_TOKEN_SECONDS = 0.3
+
+
+def reply_of(tokens: int) -> Callable[[Messages], str]:
+    """A cited reply of about `tokens` tokens (the fake streams four characters a token)."""
+
+    def respond(messages: Messages) -> str:
+        first = cite_first_source(messages)
+        padding = max(0, tokens * 4 - len(first))
+        words = ("and the policy says so [1] " * (padding // 27 + 1))[:padding]
+        return f"{first} {words}".strip()
+
+    return respond
+
+
+def ask(url: str, fake: FakeSlack, channel: str, question: str) -> tuple[float, str]:
+    """(seconds from the event to the first streamed text, the thread)."""
+    ts = fake.next_ts()
+    body = event_body(channel, ts, question, f"Ev{uuid.uuid4().hex[:12]}")
+    headers = {"Content-Type": "application/json", **sign(SECRET, body)}
+    posted = time.time()
+    httpx.post(url, content=body, headers=headers, timeout=10).raise_for_status()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        started = [
+            when
+            for (method, params), (_, when) in zip(fake.calls, fake.call_times, strict=False)
+            if method == "chat.startStream" and params.get("thread_ts") == ts
+        ]
+        final = [
+            m
+            for m in fake.messages.get(channel, [])
+            if m.get("thread_ts") == ts and m.get("edited") and not m.get("streaming")
+        ]
+        if started and final:
+            return started[0] - posted, ts
+        time.sleep(0.01)
+    raise TimeoutError(f"no streamed answer in {channel}/{ts}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--questions", type=int, default=40)
+    parser.add_argument("--long", type=int, default=3, help="300-token answers to count calls on")
+    args = parser.parse_args()
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/11")
+    redis.Redis.from_url(redis_url).flushdb()
+    fake_slack = FakeSlack(users={"U0ASKER": "sam@acme.com"}).start()
+    fake_llm = FakeOpenAI(
+        first_token_seconds=FIRST_TOKEN_SECONDS, tokens_per_second=TOKENS_PER_SECOND
+    ).start()
+    tmp = Path(tempfile.mkdtemp(prefix="ragbot-stream-bench-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        data_dir = tmp / "data"
+        build_index(data_dir, 0)
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "SLACK_BOT_TOKEN": fake_slack.token,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": fake_slack.api_url,
+            "RAGBOT_DATA_DIR": str(data_dir),
+            "RAGBOT_ORG_DOMAINS": "acme.com",
+            "OPENAI_API_KEY": fake_llm.api_key,
+            "OPENAI_BASE_URL": fake_llm.base_url,
+        }
+        log = (tmp / "processes.log").open("wb")
+        server, port = start_front_door(env, log)
+        processes.append(server)
+        processes.append(start_worker(env, log))
+        url = f"http://127.0.0.1:{port}/slack/events"
+        fake_llm.responder = reply_of(40)
+        ask(url, fake_slack, "C0WARM", QUESTIONS[0])  # model and index loaded
+
+        firsts = [
+            ask(url, fake_slack, "C0STREAM", QUESTIONS[i % 3])[0] for i in range(args.questions)
+        ]
+        ms = np.array(firsts) * 1000
+        print(
+            f"event -> first streamed text (first token at {FIRST_TOKEN_SECONDS * 1000:.0f} ms, "
+            f"{TOKENS_PER_SECOND} tokens/s): p50 {np.percentile(ms, 50):.0f} ms, "
+            f"p95 {np.percentile(ms, 95):.0f} ms over {args.questions} questions"
+        )
+
+        fake_llm.responder = reply_of(300)
+        for i in range(args.long):
+            _, ts = ask(url, fake_slack, "C0LONG", QUESTIONS[i % 3])
+            calls = [
+                (method, when)
+                for (method, params), (_, when) in zip(
+                    fake_slack.calls, fake_slack.call_times, strict=False
+                )
+                if method.startswith("chat.")
+                and (
+                    params.get("thread_ts") == ts or params.get("ts") in _stream_ts(fake_slack, ts)
+                )
+            ]
+            counts = {m: sum(1 for n, _ in calls if n == m) for m, _ in calls}
+            appends = [when for method, when in calls if method == "chat.appendStream"]
+            start = next(when for method, when in calls if method == "chat.startStream")
+            stop = next(when for method, when in calls if method == "chat.stopStream")
+            gaps = np.diff([start, *appends]) * 1000 if appends else np.array([0.0])
+            print(
+                f"300-token answer {i + 1}: streamed for {stop - start:.1f} s; calls "
+                f"{json.dumps(counts)}; {len(appends) / (stop - start) * 0.25:.2f} appends per "
+                f"250 ms; shortest gap between streaming calls {gaps.min():.0f} ms"
+            )
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(15)
+        fake_slack.stop()
+        fake_llm.stop()
+        redis.Redis.from_url(redis_url).flushdb()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stream_ts(fake: FakeSlack, thread_ts: str) -> set[str]:
+    return {
+        m["ts"]
+        for messages in fake.messages.values()
+        for m in messages
+        if m.get("thread_ts") == thread_ts
+    }
+
+
+if __name__ == "__main__":
+    main()
