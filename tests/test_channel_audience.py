@@ -22,6 +22,7 @@ from tests.fakes.slack_api import BOT_USER, FakeSlack
 from tests.fakes.teams_api import TENANT, FakeTeams, Member
 from tests.processes import free_port, wait_for
 from tests.test_slack import SECRET, SlackStack, answer_in, block_text, mention, run_cli
+from tests.test_teams import final
 from workers.delivery.render import PRIVATE_HEADER
 
 APP_ID = "00000000-aaaa-4bbb-8ccc-00000audience"
@@ -392,7 +393,7 @@ def ask_teams(stack: Both, fake: FakeTeams, activity: dict[str, Any]) -> str:
 
     def done() -> dict[str, Any] | None:
         for message in fake.bot_messages(conversation):
-            if message.get("replyToId") == activity["id"] and message.get("edits"):
+            if message.get("replyToId") == activity["id"] and final(message):
                 return message
         return None
 

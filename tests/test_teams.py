@@ -102,13 +102,20 @@ def stack(
     redis.Redis.from_url(queue_db).flushdb()
 
 
+def final(message: dict[str, Any]) -> bool:
+    """The placeholder replaced by the answer (not by a preview of the text so far, which ends
+    in "…"), or a streamed answer closed with its final text."""
+    edited = bool(message.get("edits")) and not str(message.get("text")).endswith("…")
+    return edited or message.get("streaming") is False
+
+
 def answer_to(fake: FakeTeams, activity: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
     """The bot's reply to the activity once the placeholder has been replaced."""
     conversation = activity["conversation"]["id"]
 
     def done() -> dict[str, Any] | None:
         for message in fake.bot_messages(conversation):
-            if message.get("replyToId") == activity["id"] and message.get("edits"):
+            if message.get("replyToId") == activity["id"] and final(message):
                 return message
         return None
 
@@ -337,10 +344,11 @@ def test_development_mode_takes_local_unauthenticated_requests_and_says_so(
 def test_when_the_answer_cannot_be_posted_the_asker_gets_an_apology(
     emulator_stack: tuple[TeamsStack, Path], fake_teams: FakeTeams
 ) -> None:
-    """Every edit of the placeholder is refused, through all of the task's retries."""
+    """Every edit of the placeholder is refused: the preview of the text as it is written
+    (one attempt: a preview is best effort) and the answer, through all of the task's retries."""
     alone, _ = emulator_stack
-    fake_teams.faults += [TeamsFault("PUT", 403) for _ in range(5)]
-    activity = fake_teams.personal_message("How many paid sick days do I get?", SAM)
+    fake_teams.faults += [TeamsFault("PUT", 403) for _ in range(1 + 5)]
+    activity = fake_teams.channel_post("How many paid sick days do I get?", SAM, GENERAL, GENERAL)
     alone.post(activity, fake_teams, token=None)
     conversation = activity["conversation"]["id"]
 

@@ -61,9 +61,14 @@ def answer_in_thread(
     if view.reason:
         log.info("%s answered from %s documents: %s", thread.question_id, view.scope, view.reason)
     history = thread.history()
-    stream = thread.stream()
+    stream: AnswerStream | None = None
     try:
-        answer = service().answer(
+        answerer = service()
+        if answerer.writes:  # extractive answers come whole: nothing to stream
+            stream = thread.stream()
+        if stream is not None:
+            stream.begin()
+        answer = answerer.answer(
             thread.text, view.audience, history, stream.write if stream else None
         )
     except (IndexUnavailable, EmbeddingError) as exc:
@@ -134,6 +139,9 @@ class PatientStream:
     ) -> None:
         self.inner = inner
         self.patiently = patiently
+
+    def begin(self) -> None:
+        self.inner.begin()
 
     def write(self, text: str) -> None:
         self.inner.write(text)

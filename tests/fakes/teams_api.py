@@ -78,6 +78,7 @@ class FakeTeams:
     calls: list[tuple[str, str]] = field(default_factory=list)
     posted: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # conv -> activities
     chats_created: list[dict[str, Any]] = field(default_factory=list)  # POST /v3/conversations
+    stream_updates: list[tuple[str, float]] = field(default_factory=list)  # (stream id, when)
     tokens_issued: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -317,7 +318,7 @@ class FakeTeams:
         self, h: BaseHTTPRequestHandler, method: str, conv: str, act: str | None, raw: bytes
     ) -> None:
         try:
-            body = json.loads(raw or b"{}")
+            body = json.loads(raw or b"{}") if method != "DELETE" else {"type": "delete"}
         except ValueError:
             send_json(h, 400, {"error": {"code": "BadSyntax"}})
             return
@@ -326,6 +327,14 @@ class FakeTeams:
             return
         with self._lock:
             thread = self.posted.setdefault(conv, [])
+            if method == "DELETE":
+                kept = [a for a in thread if a["id"] != act]
+                if len(kept) == len(thread):
+                    send_json(h, 404, {"error": {"code": "ActivityNotFound"}})
+                    return
+                self.posted[conv] = kept
+                send_json(h, 200, {})
+                return
             if method == "PUT":
                 existing = next((a for a in thread if a["id"] == act), None)
                 if existing is None:
@@ -340,9 +349,74 @@ class FakeTeams:
             if method != "POST":
                 send_json(h, 405, {"error": {"code": "MethodNotAllowed"}})
                 return
+            info = _stream_info(body)
+            if info is not None:
+                self._stream(h, conv, thread, body, info, act)
+                return
             new_id = f"{int(time.time() * 1000)}{next(self._ids):04d}"
             thread.append(body | {"id": new_id, "replyToId": act or body.get("replyToId")})
         send_json(h, 201, {"id": new_id})
+
+    def _stream(
+        self,
+        h: BaseHTTPRequestHandler,
+        conv: str,
+        thread: list[dict[str, Any]],
+        body: dict[str, Any],
+        info: dict[str, Any],
+        reply_to: str | None,
+    ) -> None:
+        """Teams' streaming rules: one-on-one chats only; a stream starts at sequence 1 and
+        each update carries a higher sequence and all the text streamed so far; a final
+        message (type message, streamType final) closes it, and nothing may follow."""
+        denied = {"error": {"code": "ContentStreamNotAllowed"}}
+        if not conv.startswith("a:"):
+            send_json(h, 403, denied | {"message": "Content stream is not allowed"})
+            return
+        kind, stream_id = info.get("streamType"), info.get("streamId")
+        if stream_id is None:
+            if kind == "final" or body["type"] != "typing" or info.get("streamSequence") != 1:
+                send_json(h, 400, {"error": {"code": "BadArgument", "message": "bad stream start"}})
+                return
+            new_id = f"{int(time.time() * 1000)}{next(self._ids):04d}"
+            thread.append(
+                body
+                | {
+                    "id": new_id,
+                    "replyToId": reply_to or body.get("replyToId"),
+                    "streaming": True,
+                    "sequence": 1,
+                    "updates": 1,
+                }
+            )
+            self.stream_updates.append((new_id, time.time()))
+            send_json(h, 201, {"id": new_id})
+            return
+        stream = next((a for a in thread if a["id"] == stream_id), None)
+        if stream is None:
+            send_json(h, 404, {"error": {"code": "ActivityNotFound"}})
+            return
+        if not stream.get("streaming"):
+            message = "Content stream is not allowed on an already completed streamed message"
+            send_json(h, 403, denied | {"message": message})
+            return
+        if kind == "final":
+            if body["type"] != "message":
+                bad = {"code": "BadArgument", "message": "the final update is a message"}
+                send_json(h, 400, {"error": bad})
+                return
+            stream.update(body | {"id": stream_id, "streaming": False})
+            send_json(h, 201, {"id": stream_id})
+            return
+        sequence = int(info.get("streamSequence") or 0)
+        text = str(body.get("text") or "")
+        if sequence <= stream["sequence"] or not text.startswith(str(stream.get("text") or "")):
+            message = "Request streamed content should contain the previously streamed content"
+            send_json(h, 400, {"error": {"code": "BadArgument", "message": message}})
+            return
+        stream.update(text=text, sequence=sequence, updates=stream["updates"] + 1)
+        self.stream_updates.append((stream_id, time.time()))
+        send_json(h, 201, {"id": stream_id})
 
     def personal_chat(self, user_id: str) -> str:
         """The one personal chat between the bot and a user, as Teams names it."""
@@ -379,3 +453,10 @@ class FakeTeams:
         if start + size < len(members):
             result["continuationToken"] = str(start + size)
         send_json(h, 200, result)
+
+
+def _stream_info(activity: dict[str, Any]) -> dict[str, Any] | None:
+    for entity in activity.get("entities") or []:
+        if isinstance(entity, dict) and entity.get("type") == "streaminfo":
+            return entity
+    return None

@@ -86,6 +86,10 @@ class PostedMessages:
 class AnswerStream(Protocol):
     """An answer shown while it is written, then replaced by the checked answer."""
 
+    def begin(self) -> None:
+        """The question is being worked on (before retrieval); best effort, never raises."""
+        ...
+
     def write(self, text: str) -> None:
         """More text as the model writes it; best effort, never raises."""
         ...

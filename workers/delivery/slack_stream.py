@@ -56,6 +56,9 @@ class SlackAnswerStream:
         self._last_call = 0.0
         self._broken = False
 
+    def begin(self) -> None:
+        """The placeholder already says the docs are being searched."""
+
     def write(self, text: str) -> None:
         """More of the answer: shown now or with the next append. Never raises."""
         if self.earlier or self._broken:

@@ -21,6 +21,7 @@ from microsoft_agents.activity import (
     Activity,
     ConversationParameters,
     ConversationReference,
+    Entity,
 )
 from microsoft_agents.hosting.core import TurnContext
 from microsoft_agents.hosting.core.authorization import ClaimsIdentity
@@ -280,6 +281,90 @@ class TeamsDelivery:
 
         self.call(question, send)
 
+    def stream_update(
+        self,
+        question: TeamsQuestion,
+        stream_id: str | None,
+        sequence: int,
+        text: str,
+        informative: bool = False,
+    ) -> str:
+        """A streaming update in a personal chat (all the text so far); returns the stream's id
+        (Teams names the stream after its first update)."""
+        info: dict[str, object] = {
+            "type": "streaminfo",
+            "streamType": "informative" if informative else "streaming",
+            "streamSequence": sequence,
+        }
+        if stream_id:
+            info["streamId"] = stream_id
+        activity = self._activity(question, TeamsMessage(text, []))
+        activity.type = "typing"
+        activity.entities = [Entity.model_validate(info)]
+
+        async def send(connector: TeamsConnectorClient) -> str:
+            sent = await with_retries(
+                partial(
+                    connector.conversations.reply_to_activity,
+                    question.conversation_id,
+                    question.activity_id,
+                    activity,
+                ),
+                "stream",
+            )
+            return str(sent.id or stream_id or "")
+
+        return self.call(question, send)
+
+    def stream_final(self, question: TeamsQuestion, stream_id: str, message: TeamsMessage) -> None:
+        """The stream's final message: the checked answer, with its citations and feedback."""
+        activity = self._activity(question, message)
+        final = Entity.model_validate(
+            {"type": "streaminfo", "streamId": stream_id, "streamType": "final"}
+        )
+        activity.entities = [*(activity.entities or []), final]
+
+        async def send(connector: TeamsConnectorClient) -> None:
+            await with_retries(
+                partial(
+                    connector.conversations.reply_to_activity,
+                    question.conversation_id,
+                    question.activity_id,
+                    activity,
+                ),
+                "stream final",
+            )
+
+        self.call(question, send)
+
+    def edit(self, question: TeamsQuestion, activity_id: str, message: TeamsMessage) -> None:
+        activity = self._activity(question, message)
+        activity.id = activity_id
+
+        async def send(connector: TeamsConnectorClient) -> None:
+            await with_retries(
+                partial(
+                    connector.conversations.update_activity,
+                    question.conversation_id,
+                    activity_id,
+                    activity,
+                ),
+                "update",
+            )
+
+        self.call(question, send)
+
+    def delete(self, question: TeamsQuestion, activity_id: str) -> None:
+        async def remove(connector: TeamsConnectorClient) -> None:
+            await with_retries(
+                partial(
+                    connector.conversations.delete_activity, question.conversation_id, activity_id
+                ),
+                "delete",
+            )
+
+        self.call(question, remove)
+
     def notify(self, question: TeamsQuestion, text: str) -> None:
         """A new message in the thread (command results), leaving earlier replies alone."""
         unplaced = TeamsQuestion.from_payload(question.to_payload() | {"placeholder_id": None})
@@ -336,7 +421,13 @@ class TeamsThread:
         return f"teams:history:{self.question.tenant_id}:{self.question.conversation_id}"
 
     def stream(self) -> AnswerStream | None:
-        return None  # Teams streams are not sent yet: the answer replaces the placeholder
+        """Personal chats stream; channels and group chats preview in the placeholder."""
+        from workers.delivery.teams_stream import TeamsAnswerStream
+
+        return TeamsAnswerStream(self.delivery, self.question, self._render, self._posted)
+
+    def _render(self, answer: Answer, view: View) -> list[TeamsMessage]:
+        return teams_answer(answer, context=view_line(view, self._place))
 
     def history(self) -> list[Turn]:
         stored = self.delivery.kv.get(self._history_key)
@@ -359,13 +450,16 @@ class TeamsThread:
         context = " ".join(line for line in (view_line(view, self._place), note) if line)
         messages = teams_answer(answer, context=context or None)
         ids = self.delivery.post(self.question, messages, remember=True)
-        kv = self.delivery.kv
+        self._posted(ids, answer, remember=note is None)  # a note: a revision, already known
+
+    def _posted(self, ids: list[str], answer: Answer, remember: bool = True) -> None:
+        """Feedback on these messages is the question's; the answer joins the thread's history."""
         for message_id in ids:
             if message_id:
-                kv.put(
+                self.delivery.kv.put(
                     f"teams:answer_message:{message_id}", self.question_id, ANSWER_MESSAGE_SECONDS
                 )
-        if note is None:  # a revision of an answer already in the thread's history
+        if remember:
             self._remember(answer.text)
 
     def post_follow_up(

@@ -296,6 +296,11 @@ class AnswerService:
         self.retriever = retriever
         self.writer = writer
 
+    @property
+    def writes(self) -> bool:
+        """A chat model writes the answers (which can then be shown while written)."""
+        return self.writer is not None
+
     def answer(
         self,
         question: str,
