@@ -155,3 +155,90 @@ def test_a_slack_stream_appends_at_most_every_quarter_second_and_a_rerun_starts_
     assert final["ts"] == streamed["ts"] and not final["streaming"] and final.get("edited")
     assert "Sixteen weeks" in final["blocks"][0]["text"]["text"]
     assert len(fake_slack.called("chat.startStream")) == 1
+
+
+def test_a_teams_stream_updates_once_a_second_and_a_rerun_closes_the_same_stream(
+    fake_teams: FakeTeams,
+) -> None:
+    from workers.delivery.render import teams_answer
+    from workers.delivery.teams_stream import TeamsAnswerStream
+
+    question = personal_question(fake_teams, placeholder=None)
+    kv = MemoryKeyValue()
+    now = [0.0]
+    shown: list[list[str]] = []
+
+    def stream() -> TeamsAnswerStream:
+        return TeamsAnswerStream(
+            TeamsDelivery(Settings(), kv),
+            question,
+            lambda a, v: teams_answer(a),
+            lambda ids, a: shown.append(ids),
+            lambda: now[0],
+        )
+
+    first = stream()
+    first.begin()  # the informative update starts the stream
+    for _ in range(24):  # a piece every 1/8 s for 3 s
+        first.write("word ")
+        now[0] += 0.125
+    assert first.updates == 2, "one streaming update a second"
+    (streamed,) = fake_teams.bot_messages(question.conversation_id)
+    assert streamed["streaming"] and streamed["text"].startswith("word word")
+
+    # The worker dies; the task runs again: no second stream, the first one is closed.
+    again = stream()
+    again.begin()
+    again.write("word ")
+    again.finish(Answer("Sixteen weeks [1].", False, [SOURCE]), VIEW)
+    (final,) = fake_teams.bot_messages(question.conversation_id)
+    assert final["id"] == streamed["id"] and final["streaming"] is False
+    assert final["text"].startswith("Sixteen weeks") and shown == [[streamed["id"]]]
+    # Once more after the stream is final: Teams refuses a second final; the message is edited.
+    stream().finish(Answer("Sixteen weeks [1].", False, [SOURCE]), VIEW)
+    (edited,) = fake_teams.bot_messages(question.conversation_id)
+    assert edited["id"] == streamed["id"] and edited.get("edits") == 1
+
+
+def test_a_teams_channel_answer_previews_in_its_placeholder_every_second_and_a_half(
+    fake_teams: FakeTeams,
+) -> None:
+    from workers.delivery.render import teams_answer
+    from workers.delivery.teams_stream import TeamsAnswerStream
+
+    fake_teams.rosters["19:chan@thread.tacv2"] = []
+    asker = Member("29:1sam", "aad-sam", "sam@acme.com", "Sam Park")
+    post = fake_teams.channel_post("leave?", asker, "19:chan@thread.tacv2", "19:chan@thread.tacv2")
+    thread = post["conversation"]["id"]
+    fake_teams.posted[thread] = [{"id": "p1", "type": "message", "text": "Searching…"}]
+    question = TeamsQuestion(
+        fake_teams.service_url,
+        TENANT,
+        thread,
+        "channel",
+        post["id"],
+        asker.id,
+        asker.aad,
+        BOT_ID,
+        BOT_NAME,
+        "leave?",
+        placeholder_id="p1",
+    )
+    now = [0.0]
+    preview = TeamsAnswerStream(
+        TeamsDelivery(Settings(), MemoryKeyValue()),
+        question,
+        lambda a, v: teams_answer(a),
+        lambda ids, a: None,
+        lambda: now[0],
+    )
+    preview.begin()  # channels cannot stream: nothing is sent
+    for _ in range(25):  # a piece every 1/8 s for 3 s
+        preview.write("word ")
+        now[0] += 0.125
+    assert preview.updates == 2
+    (placeholder,) = fake_teams.bot_messages(thread)
+    assert placeholder["edits"] == 2 and placeholder["text"].endswith("…")
+    preview.finish(Answer("Sixteen weeks [1].", False, [SOURCE]), VIEW)
+    (answer,) = fake_teams.bot_messages(thread)
+    assert answer["edits"] == 3 and answer["text"].startswith("Sixteen weeks")

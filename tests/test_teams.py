@@ -19,9 +19,10 @@ import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import HANDBOOK
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import FakeOpenAI, cite_first_source
 from tests.fakes.teams_api import TENANT, FakeTeams, Member, TeamsFault
 from tests.processes import RAGBOT, Stack, free_port, wait_for
+from tests.test_slack import long_reply
 
 APP_ID = "00000000-aaaa-4bbb-8ccc-0000000ragbot"
 GENERAL = "19:general0000@thread.tacv2"
@@ -470,3 +471,24 @@ def test_without_an_app_id_or_development_mode_teams_is_off(
         assert [m for m in replies if m.get("replyToId") == local["id"]] == []
     finally:
         off.stop()
+
+
+def test_a_personal_chat_answer_streams_then_becomes_the_checked_answer(
+    stack: TeamsStack, fake_teams: FakeTeams, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.responder, fake_llm.tokens_per_second = long_reply, 40  # about 3 s of writing
+    try:
+        activity = fake_teams.personal_message("How long is parental leave?", SAM)
+        assert stack.post(activity, fake_teams).status_code in (200, 202)
+        reply = answer_to(fake_teams, activity)
+    finally:
+        fake_llm.responder, fake_llm.tokens_per_second = cite_first_source, 0.0
+    conversation = activity["conversation"]["id"]
+    replies = [m for m in fake_teams.bot_messages(conversation) if m["replyToId"] == activity["id"]]
+    assert replies == [reply], "the placeholder made way for the stream"
+    assert reply["type"] == "message" and reply["streaming"] is False
+    assert reply["sequence"] >= 2 and reply["updates"] >= 2, "informative, then text"
+    assert "[7]" not in reply["text"] and "Leave Policy" in reply["text"]
+    assert citations(reply) and reply["channelData"]["feedbackLoopEnabled"]
+    (info,) = [e for e in reply["entities"] if e.get("type") == "streaminfo"]
+    assert info == {"type": "streaminfo", "streamId": reply["id"], "streamType": "final"}

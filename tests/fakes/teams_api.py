@@ -379,6 +379,7 @@ class FakeTeams:
                 send_json(h, 400, {"error": {"code": "BadArgument", "message": "bad stream start"}})
                 return
             new_id = f"{int(time.time() * 1000)}{next(self._ids):04d}"
+            informative = kind == "informative"  # a progress line, not part of the text
             thread.append(
                 body
                 | {
@@ -387,6 +388,8 @@ class FakeTeams:
                     "streaming": True,
                     "sequence": 1,
                     "updates": 1,
+                    "text": "" if informative else str(body.get("text") or ""),
+                    "informative": str(body.get("text") or "") if informative else "",
                 }
             )
             self.stream_updates.append((new_id, time.time()))
@@ -410,11 +413,15 @@ class FakeTeams:
             return
         sequence = int(info.get("streamSequence") or 0)
         text = str(body.get("text") or "")
-        if sequence <= stream["sequence"] or not text.startswith(str(stream.get("text") or "")):
+        cumulative = kind == "informative" or text.startswith(str(stream.get("text") or ""))
+        if sequence <= stream["sequence"] or not cumulative:
             message = "Request streamed content should contain the previously streamed content"
             send_json(h, 400, {"error": {"code": "BadArgument", "message": message}})
             return
-        stream.update(text=text, sequence=sequence, updates=stream["updates"] + 1)
+        if kind == "informative":
+            stream.update(informative=text, sequence=sequence, updates=stream["updates"] + 1)
+        else:
+            stream.update(text=text, sequence=sequence, updates=stream["updates"] + 1)
         self.stream_updates.append((stream_id, time.time()))
         send_json(h, 201, {"id": stream_id})
 
