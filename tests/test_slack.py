@@ -763,3 +763,48 @@ def test_a_worker_killed_mid_stream_leaves_one_answer(
     assert replies_in(fake_slack, channel, ts) == [reply], "one message: no second stream"
     assert len([c for c in fake_slack.called("chat.startStream") if c["thread_ts"] == ts]) == 1
     assert not reply.get("streaming") and "Leave Policy" in block_text(reply)
+
+
+def test_the_assistant_panel_offers_prompts_and_answers_the_asker_in_its_thread(
+    stack: SlackStack, fake_slack: FakeSlack
+) -> None:
+    root = fake_slack.next_ts()
+    started = {
+        "type": "assistant_thread_started",
+        "assistant_thread": {
+            "user_id": DANA,
+            "context": {"channel_id": "C0GENERAL", "team_id": TEAM, "enterprise_id": None},
+            "channel_id": "D0PANEL",
+            "thread_ts": root,
+        },
+        "event_ts": root,
+    }
+    assert stack.post_event(started).status_code == 200
+    panel = wait_for(
+        lambda: fake_slack.assistant_threads.get(("D0PANEL", root)), 30, "suggested prompts"
+    )
+    assert [p["title"] for p in panel["prompts"]] == [
+        "How do I request time off?",
+        "What is our expense policy?",
+        "How do I set up the VPN?",
+    ]
+
+    question = "What is the salary range for a Staff Engineer?"
+    ts = fake_slack.user_says("D0PANEL", question, DANA, thread_ts=root)
+    message = {
+        "type": "message",
+        "channel": "D0PANEL",
+        "user": DANA,
+        "text": question,
+        "ts": ts,
+        "thread_ts": root,
+        "channel_type": "im",
+    }
+    assert stack.post_event(message).status_code == 200
+    reply = answer_in(fake_slack, "D0PANEL", root)
+    assert "Salary Bands 2026" in block_text(reply), "the asker's own documents"
+    assert panel["title"] == question and panel["statuses"] == ["is searching the docs…"]
+    placeholders = [
+        c for c in fake_slack.called("chat.postMessage") if c.get("channel") == "D0PANEL"
+    ]
+    assert placeholders == [], "the panel's status instead of a placeholder"

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     ragbot_membership_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
     # The asker alone is told what their own documents add to a channel answer.
     ragbot_private_addon: bool = True
+    # Slack's assistant side panel: the prompts offered when someone opens it ("|" between).
+    ragbot_slack_suggested_prompts: str = (
+        "How do I request time off?|What is our expense policy?|How do I set up the VPN?"
+    )
     # Answers that stay true: what each answer cited is kept this long; when a sync changes a
     # cited passage the thread gets an update, at most this many per conversation per day.
     ragbot_answer_updates: bool = True

@@ -11,9 +11,10 @@ import logging
 import re
 import shlex
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncAssistant
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -36,6 +37,10 @@ from workers.settings import Settings
 log = logging.getLogger(__name__)
 
 PLACEHOLDER = "Searching the docs… :mag:"
+STATUS = "is searching the docs…"  # the assistant panel's "<app> is searching the docs…"
+SUGGESTED_TITLE = "Ask me about our docs"
+MAX_SUGGESTED_PROMPTS = 4  # Slack shows at most four
+TITLE_CHARS = 80
 THREAD_MEMORY_SECONDS = 7 * 86400
 # Message subtypes that are still a person asking; everything else (edits, deletions, joins,
 # bot messages) is ignored.
@@ -72,6 +77,10 @@ class SlackFrontDoor:
         )
         self.app.event("app_mention")(self.on_mention)
         self.app.event("message")(self.on_message)
+        assistant = AsyncAssistant()
+        assistant.thread_started(self.on_assistant_thread_started)
+        assistant.user_message(self.on_assistant_message)
+        self.app.assistant(assistant)
         self.app.event("member_joined_channel")(self.on_membership_change)
         self.app.event("member_left_channel")(self.on_membership_change)
         self.app.command("/ragbot")(self.on_command)
@@ -97,6 +106,46 @@ class SlackFrontDoor:
         if thread_ts and await self._answered_thread(self._team(event, body), event, thread_ts):
             await self._take_question(event, body, client, kind="follow_up")
 
+    async def on_assistant_thread_started(self, set_suggested_prompts: Any) -> None:
+        """Someone opened the side panel: offer a few questions."""
+        prompts = [p.strip() for p in self.settings.ragbot_slack_suggested_prompts.split("|")]
+        prompts = [p for p in prompts if p][:MAX_SUGGESTED_PROMPTS]
+        if prompts:
+            try:
+                await set_suggested_prompts(prompts=prompts, title=SUGGESTED_TITLE)
+            except Exception as exc:  # the panel still works without them
+                log.warning("suggested prompts not set: %s", exc.__class__.__name__)
+
+    async def on_assistant_message(
+        self,
+        payload: dict[str, Any],
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        set_status: Any,
+        set_title: Any,
+    ) -> None:
+        """A question in the side panel (or any DM thread): answered for the asker alone, with
+        the panel's status instead of a placeholder and the thread titled by its question."""
+        if payload.get("subtype") not in QUESTION_SUBTYPES or payload.get("bot_id"):
+            return
+
+        async def show_status() -> bool:
+            try:
+                await set_status(STATUS)
+            except Exception:  # not an assistant thread: the placeholder instead
+                return False
+            try:
+                if payload.get("thread_ts") and await self.store.claim(
+                    f"slack:title:{payload['channel']}:{payload['thread_ts']}",
+                    THREAD_MEMORY_SECONDS,
+                ):
+                    await set_title(question_text(payload.get("text", ""))[:TITLE_CHARS])
+            except Exception as exc:  # the untitled thread still gets its answer
+                log.info("thread title not set: %s", exc.__class__.__name__)
+            return True
+
+        await self._take_question(payload, body, client, kind="dm", status=show_status)
+
     async def on_membership_change(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         """Someone joined or left: the channel's next answer reads its members afresh."""
         scope = slack_scope(self._team(event, body), str(event.get("channel") or ""))
@@ -114,7 +163,12 @@ class SlackFrontDoor:
             return False
 
     async def _take_question(
-        self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient, kind: str
+        self,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        kind: str,
+        status: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         started = time.perf_counter()
         team, channel, ts = self._team(event, body), event["channel"], event["ts"]
@@ -140,15 +194,9 @@ class SlackFrontDoor:
             await self.store.put(key, "1", THREAD_MEMORY_SECONDS)
         except StoreUnavailable:  # follow-ups will need a mention; the answer still comes
             metrics.ERRORS.labels("slack", "thread_memory").inc()
-        try:
-            posted = await client.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, text=PLACEHOLDER
-            )
-            placeholder = str(posted.get("ts")) if posted.get("ts") else None
-        except Exception as exc:  # the answer still comes, as a new message
-            log.warning("placeholder failed in %s: %s", channel, exc.__class__.__name__)
-            metrics.ERRORS.labels("slack", "placeholder").inc()
-            placeholder = None
+        placeholder = None
+        if status is None or not await status():
+            placeholder = await self._placeholder(client, channel, thread_ts)
         question = SlackQuestion(
             team_id=team,
             channel_id=channel,
@@ -167,6 +215,19 @@ class SlackFrontDoor:
         await self.intake.hand_over(
             question.question_id, question.to_payload(), kind, started, queue_down
         )
+
+    async def _placeholder(
+        self, client: AsyncWebClient, channel: str, thread_ts: str
+    ) -> str | None:
+        try:
+            posted = await client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, text=PLACEHOLDER
+            )
+            return str(posted.get("ts")) if posted.get("ts") else None
+        except Exception as exc:  # the answer still comes, as a new message
+            log.warning("placeholder failed in %s: %s", channel, exc.__class__.__name__)
+            metrics.ERRORS.labels("slack", "placeholder").inc()
+            return None
 
     @staticmethod
     def _team(event: dict[str, Any], body: dict[str, Any]) -> str:

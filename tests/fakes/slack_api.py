@@ -23,7 +23,7 @@ from tests.fakes.loopback import LoopbackServer, send_json
 BOT_USER = "UBOT"
 BOT_ID = "BBOT"
 TEAM = "T0001"
-JSON_PARAMS = {"blocks", "attachments", "chunks"}
+JSON_PARAMS = {"blocks", "attachments", "chunks", "prompts"}
 STREAM_TEXT_LIMIT = 12_000  # characters of markdown_text per streaming call
 
 
@@ -63,6 +63,8 @@ class FakeSlack:
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)
     ephemerals: list[dict[str, Any]] = field(default_factory=list)  # chat.postEphemeral
+    # (DM channel, thread ts) -> the assistant thread's status, title and suggested prompts
+    assistant_threads: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: LoopbackServer | None = None
@@ -261,6 +263,41 @@ class FakeSlack:
             }
         )
         return {"ok": True, "message_ts": self.next_ts()}
+
+    # -- the assistant side panel (assistant.threads.*) -------------------------------------
+
+    def _assistant_thread(self, params: dict[str, Any]) -> dict[str, Any] | str:
+        channel, thread_ts = params.get("channel_id", ""), params.get("thread_ts", "")
+        if not channel or not thread_ts:
+            return "invalid_arguments"
+        if not channel.startswith("D"):
+            return "channel_type_not_supported"  # assistant threads live in the app's DMs
+        return self.assistant_threads.setdefault((channel, thread_ts), {})
+
+    def _assistant_threads_setStatus(self, params: dict[str, Any]) -> dict[str, Any]:
+        thread = self._assistant_thread(params)
+        if isinstance(thread, str):
+            return {"ok": False, "error": thread}
+        thread["status"] = params.get("status", "")
+        thread.setdefault("statuses", []).append(thread["status"])
+        return {"ok": True}
+
+    def _assistant_threads_setTitle(self, params: dict[str, Any]) -> dict[str, Any]:
+        thread = self._assistant_thread(params)
+        if isinstance(thread, str):
+            return {"ok": False, "error": thread}
+        thread["title"] = params.get("title", "")
+        return {"ok": True}
+
+    def _assistant_threads_setSuggestedPrompts(self, params: dict[str, Any]) -> dict[str, Any]:
+        prompts = params.get("prompts")
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
+            return {"ok": False, "error": "invalid_arguments"}  # one to four prompts
+        thread = self._assistant_thread(params)
+        if isinstance(thread, str):
+            return {"ok": False, "error": thread}
+        thread["prompts"], thread["prompts_title"] = prompts, params.get("title")
+        return {"ok": True}
 
     # -- streaming (chat.startStream / appendStream / stopStream) ---------------------------
 
