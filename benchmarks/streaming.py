@@ -1,13 +1,15 @@
-"""Streamed Slack answers: time to the first visible answer text, and streaming calls per answer.
+"""Streamed answers: time to the first visible answer text (Slack threads, Teams personal chats),
+and streaming calls per answer.
 
 Usage: python -m benchmarks.streaming [--questions N] [--long 3]
 
 Runs `ragbot serve` and one `ragbot worker` as processes on real Redis (REDIS_URL, default
 redis://127.0.0.1:6379/11, flushed before and after), the fake Slack Web API and a fake LLM
 whose first token comes after 300 ms and the rest at 20 tokens a second (both fakes in this
-process, on loopback), over the sample handbook. Time to first text: the signed event is
-posted -> the fake Slack receives `chat.startStream` with the first text. Questions are asked
-one at a time, each after the previous answer is final.
+process, on loopback), over the sample handbook. Time to first text: the signed event (or Bot
+Framework activity) is posted -> the fake Slack receives `chat.startStream` with the first text
+(the fake Teams its first `streaming` update). Questions are asked one at a time, each after the
+previous answer is final.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from benchmarks.front_door import QUESTIONS, build_index, start_front_door, star
 from benchmarks.slack_front_door import SECRET, event_body
 from tests.fakes.openai_api import FakeOpenAI, Messages, cite_first_source
 from tests.fakes.slack_api import FakeSlack, sign
+from tests.fakes.teams_api import TENANT, FakeTeams, Member
+
+APP_ID = "00000000-aaaa-4bbb-8ccc-0000000stream"
+ASKER = Member("29:1sam", "aad-sam", "sam@acme.com", "Sam Park")
 
 TOKENS_PER_SECOND = 20
 FIRST_TOKEN_SECONDS = 0.3
@@ -73,6 +79,31 @@ def ask(url: str, fake: FakeSlack, channel: str, question: str) -> tuple[float, 
     raise TimeoutError(f"no streamed answer in {channel}/{ts}")
 
 
+def ask_teams(url: str, fake: FakeTeams, question: str) -> float:
+    """Seconds from the activity posted to the first streamed text in the personal chat."""
+    activity = fake.personal_message(question, ASKER)
+    conversation = activity["conversation"]["id"]
+    posted = time.time()
+    headers = {"Authorization": f"Bearer {fake.sign()}"}
+    httpx.post(url, json=activity, headers=headers, timeout=10).raise_for_status()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        streams = [
+            m
+            for m in fake.bot_messages(conversation)
+            if m.get("replyToId") == activity["id"] and "streaming" in m
+        ]
+        if streams and streams[0]["streaming"] is False:
+            first = next(
+                when
+                for stream_id, kind, when in fake.stream_updates
+                if stream_id == streams[0]["id"] and kind == "streaming"
+            )
+            return first - posted
+        time.sleep(0.01)
+    raise TimeoutError(f"no streamed answer in {conversation}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--questions", type=int, default=40)
@@ -81,6 +112,7 @@ def main() -> None:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/11")
     redis.Redis.from_url(redis_url).flushdb()
     fake_slack = FakeSlack(users={"U0ASKER": "sam@acme.com"}).start()
+    fake_teams = FakeTeams(rosters={f"a:1{ASKER.aad}": [ASKER]}, app_id=APP_ID).start()
     fake_llm = FakeOpenAI(
         first_token_seconds=FIRST_TOKEN_SECONDS, tokens_per_second=TOKENS_PER_SECOND
     ).start()
@@ -99,6 +131,11 @@ def main() -> None:
             "RAGBOT_ORG_DOMAINS": "acme.com",
             "OPENAI_API_KEY": fake_llm.api_key,
             "OPENAI_BASE_URL": fake_llm.base_url,
+            "MICROSOFT_APP_ID": APP_ID,
+            "MICROSOFT_APP_PASSWORD": fake_teams.app_password,
+            "MICROSOFT_APP_TENANT_ID": TENANT,
+            "MICROSOFT_OPENID_METADATA_URL": fake_teams.metadata_url,
+            "MICROSOFT_LOGIN_URL": fake_teams.url,
         }
         log = (tmp / "processes.log").open("wb")
         server, port = start_front_door(env, log)
@@ -116,6 +153,16 @@ def main() -> None:
             f"event -> first streamed text (first token at {FIRST_TOKEN_SECONDS * 1000:.0f} ms, "
             f"{TOKENS_PER_SECOND} tokens/s): p50 {np.percentile(ms, 50):.0f} ms, "
             f"p95 {np.percentile(ms, 95):.0f} ms over {args.questions} questions"
+        )
+
+        teams_url = f"http://127.0.0.1:{port}/api/messages"
+        ask_teams(teams_url, fake_teams, QUESTIONS[0])  # the connector's token fetched
+        firsts = [ask_teams(teams_url, fake_teams, QUESTIONS[i % 3]) for i in range(args.questions)]
+        ms = np.array(firsts) * 1000
+        print(
+            f"Teams personal chat: activity -> first streamed text: p50 "
+            f"{np.percentile(ms, 50):.0f} ms, p95 {np.percentile(ms, 95):.0f} ms over "
+            f"{args.questions} questions"
         )
 
         fake_llm.responder = reply_of(300)
@@ -146,6 +193,7 @@ def main() -> None:
             process.terminate()
             process.wait(15)
         fake_slack.stop()
+        fake_teams.stop()
         fake_llm.stop()
         redis.Redis.from_url(redis_url).flushdb()
         shutil.rmtree(tmp, ignore_errors=True)

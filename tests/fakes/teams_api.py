@@ -78,7 +78,8 @@ class FakeTeams:
     calls: list[tuple[str, str]] = field(default_factory=list)
     posted: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # conv -> activities
     chats_created: list[dict[str, Any]] = field(default_factory=list)  # POST /v3/conversations
-    stream_updates: list[tuple[str, float]] = field(default_factory=list)  # (stream id, when)
+    # (stream id, streamType, when) of every streaming update taken
+    stream_updates: list[tuple[str, str, float]] = field(default_factory=list)
     tokens_issued: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -392,7 +393,7 @@ class FakeTeams:
                     "informative": str(body.get("text") or "") if informative else "",
                 }
             )
-            self.stream_updates.append((new_id, time.time()))
+            self.stream_updates.append((new_id, str(kind), time.time()))
             send_json(h, 201, {"id": new_id})
             return
         stream = next((a for a in thread if a["id"] == stream_id), None)
@@ -422,7 +423,7 @@ class FakeTeams:
             stream.update(informative=text, sequence=sequence, updates=stream["updates"] + 1)
         else:
             stream.update(text=text, sequence=sequence, updates=stream["updates"] + 1)
-        self.stream_updates.append((stream_id, time.time()))
+        self.stream_updates.append((stream_id, str(kind), time.time()))
         send_json(h, 201, {"id": stream_id})
 
     def personal_chat(self, user_id: str) -> str:
