@@ -3,7 +3,8 @@
 Personal chats stream (Teams streams one-on-one chats only): an informative update ("Searching
 the docs…") starts the stream as the worker begins and the placeholder is deleted; the model's
 text follows as streaming updates carrying all the text so far with a rising sequence number,
-at most one a second; the checked answer (citations, feedback) is the stream's final message.
+the first at once and then at most one a second (well inside Teams' seven messages a second
+per conversation); the checked answer (citations, feedback) is the stream's final message.
 Channels and group chats cannot stream: the placeholder is edited with the text so far at most
 every 1.5 s, then replaced by the checked answer.
 
@@ -87,7 +88,8 @@ class TeamsAnswerStream:
     def write(self, text: str) -> None:
         """More of the answer, shown with the next update. Never raises."""
         self.text += text
-        if self._broken or self.clock() - self._last < self.every:
+        first_text = self.personal and self.sequence == 1  # shown at once, then paced
+        if self._broken or (not first_text and self.clock() - self._last < self.every):
             return
         try:
             if self.personal and self.stream_id:
