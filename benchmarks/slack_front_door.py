@@ -35,6 +35,23 @@ from tests.fakes.slack_api import BOT_USER, TEAM, FakeSlack, sign
 SECRET = "bench-secret"
 
 
+def slack_env(
+    fake_slack: FakeSlack, fake_llm: FakeOpenAI, data_dir: Path, redis_url: str
+) -> dict[str, str]:
+    """`ragbot serve` and its worker pointed at the fake Slack and LLM, on Redis."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "SLACK_BOT_TOKEN": fake_slack.token,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake_slack.api_url,
+        "RAGBOT_DATA_DIR": str(data_dir),
+        "RAGBOT_ORG_DOMAINS": "acme.com",
+        "OPENAI_API_KEY": fake_llm.api_key,
+        "OPENAI_BASE_URL": fake_llm.base_url,
+    }
+
+
 def event_body(channel: str, ts: str, text: str, event_id: str) -> str:
     return json.dumps(
         {
@@ -110,17 +127,7 @@ def main() -> None:
     try:
         data_dir = tmp / "data"
         build_index(data_dir, args.chunks)
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "SLACK_BOT_TOKEN": fake_slack.token,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": fake_slack.api_url,
-            "RAGBOT_DATA_DIR": str(data_dir),
-            "RAGBOT_ORG_DOMAINS": "acme.com",
-            "OPENAI_API_KEY": fake_llm.api_key,
-            "OPENAI_BASE_URL": fake_llm.base_url,
-        }
+        env = slack_env(fake_slack, fake_llm, data_dir, redis_url)
         log = (tmp / "processes.log").open("wb")
         server, port = start_front_door(env, log)
         processes.append(server)

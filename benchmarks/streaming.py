@@ -30,7 +30,7 @@ import numpy as np
 import redis
 
 from benchmarks.front_door import QUESTIONS, build_index, start_front_door, start_worker
-from benchmarks.slack_front_door import SECRET, event_body
+from benchmarks.slack_front_door import SECRET, event_body, slack_env
 from tests.fakes.openai_api import FakeOpenAI, Messages, cite_first_source
 from tests.fakes.slack_api import FakeSlack, sign
 from tests.fakes.teams_api import TENANT, FakeTeams, Member
@@ -121,16 +121,7 @@ def main() -> None:
     try:
         data_dir = tmp / "data"
         build_index(data_dir, 0)
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "SLACK_BOT_TOKEN": fake_slack.token,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": fake_slack.api_url,
-            "RAGBOT_DATA_DIR": str(data_dir),
-            "RAGBOT_ORG_DOMAINS": "acme.com",
-            "OPENAI_API_KEY": fake_llm.api_key,
-            "OPENAI_BASE_URL": fake_llm.base_url,
+        env = slack_env(fake_slack, fake_llm, data_dir, redis_url) | {
             "MICROSOFT_APP_ID": APP_ID,
             "MICROSOFT_APP_PASSWORD": fake_teams.app_password,
             "MICROSOFT_APP_TENANT_ID": TENANT,
