@@ -190,7 +190,7 @@ class PatientThread:
         return self._patiently(self.inner.history)
 
     def stream(self) -> AnswerStream | None:
-        inner = self.inner.stream()
+        inner = self._patiently(self.inner.stream)  # reads what an earlier run posted
         return PatientStream(inner, self._patiently) if inner else None
 
     def post_answer(self, answer: Answer, view: View, note: str | None = None) -> None:
