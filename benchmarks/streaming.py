@@ -179,6 +179,18 @@ def main() -> None:
                 f"{json.dumps(counts)}; {len(appends) / (stop - start) * 0.25:.2f} appends per "
                 f"250 ms; shortest gap between streaming calls {gaps.min():.0f} ms"
             )
+        for i in range(args.long):
+            before = len(fake_teams.stream_updates)
+            ask_teams(teams_url, fake_teams, QUESTIONS[i % 3])
+            updates = fake_teams.stream_updates[before:]
+            kinds = {k: sum(1 for _, kind, _ in updates if kind == k) for _, k, _ in updates}
+            times = [when for _, kind, when in updates if kind == "streaming"]
+            gaps = np.diff(times) * 1000 if len(times) > 1 else np.array([0.0])
+            print(
+                f"Teams 300-token answer {i + 1}: streaming updates {json.dumps(kinds)} over "
+                f"{times[-1] - times[0]:.1f} s, then the final message; shortest gap between text "
+                f"updates {gaps.min():.0f} ms"
+            )
     finally:
         for process in processes:
             process.terminate()
