@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
+from workers import jobs
 from workers.kv import KeyValue
+from workers.worker_metrics import (
+    ANSWER_BUCKETS,
+    ANSWER_LATENCY,
+    EMBED_SECONDS,
+    EMBEDDED_CHUNKS,
+    SYNC_BUCKETS,
+    SYNC_DURATION,
+    histograms,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -67,7 +83,9 @@ class WorkerCounters(Collector):
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
 
-    def collect(self) -> Iterator[CounterMetricFamily | SummaryMetricFamily]:
+    def collect(
+        self,
+    ) -> Iterator[CounterMetricFamily | SummaryMetricFamily | HistogramMetricFamily]:
         try:
             counters = self.kv.counters()
         except Exception:  # a scrape must not fail because Redis blinked
@@ -98,3 +116,48 @@ class WorkerCounters(Collector):
             sum_value=counters.get("answer_seconds:sum", 0.0),
         )
         yield timing
+        yield from _histograms(counters)
+        for name, help_text in (
+            (EMBEDDED_CHUNKS, "Passages embedded by syncs, by source"),
+            (EMBED_SECONDS, "Time syncs spent embedding, by source (with the above: throughput)"),
+        ):
+            family = CounterMetricFamily(f"ragbot_{name}", help_text, labels=["source"])
+            for key, value in sorted(counters.items()):
+                if key.startswith(f"{name}:"):
+                    family.add_metric([key.split(":", 1)[1]], value)
+            yield family
+
+
+def _histograms(counters: dict[str, float]) -> Iterator[HistogramMetricFamily]:
+    for name, labels, buckets, help_text in (
+        (
+            ANSWER_LATENCY,
+            ["platform", "outcome"],
+            ANSWER_BUCKETS,
+            "Worker time per question (retrieve, write, post), by platform and outcome",
+        ),
+        (SYNC_DURATION, ["source"], SYNC_BUCKETS, "Sync duration, by source"),
+    ):
+        family = HistogramMetricFamily(f"ragbot_{name}", help_text, labels=labels)
+        for values, (rows, total) in sorted(histograms(counters, name, buckets).items()):
+            if len(values) == len(labels):
+                family.add_metric(list(values), rows, total)
+        yield family
+
+
+class QueueDepth(Collector):
+    """Questions and index jobs waiting for a worker (the broker's lists in Redis)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "ragbot_queue_depth", "Tasks waiting for a worker, by queue", labels=["queue"]
+        )
+        try:
+            for queue in (jobs.ANSWER_QUEUE, jobs.INDEX_QUEUE):
+                family.add_metric([queue], float(self.client.llen(queue)))
+        except Exception:  # a scrape must not fail because Redis blinked
+            return
+        yield family

@@ -68,6 +68,9 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
     store = AsyncStore(kv)
     worker_counters = metrics.WorkerCounters(kv)
     metrics.REGISTRY.register(worker_counters)
+    queue_depth = metrics.QueueDepth(kv.client) if isinstance(kv, RedisKeyValue) else None
+    if queue_depth is not None:
+        metrics.REGISTRY.register(queue_depth)
     dispatcher = Dispatcher(settings)
     app = web.Application(middlewares=[observe], client_max_size=1024 * 1024)
     for mount in FRONT_DOORS:
@@ -92,6 +95,8 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
         dispatcher.close()
         store.close()
         metrics.REGISTRY.unregister(worker_counters)
+        if queue_depth is not None:
+            metrics.REGISTRY.unregister(queue_depth)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -371,6 +371,17 @@ def test_health_readiness_and_metrics(stack: SlackStack, fake_slack: FakeSlack) 
     ]
     assert answered and float(answered[0].split()[-1]) >= 1
     assert "ragbot_answer_seconds_count" in metrics
+    latency = {
+        line.split("{")[1].split("}")[0]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("ragbot_answer_latency_seconds_bucket")
+        and 'platform="slack"' in line
+        and 'outcome="answered"' in line
+    }
+    assert latency, "a latency histogram from the workers, by platform and outcome"
+    counts = list(latency.values())
+    assert counts == sorted(counts) and counts[-1] >= 1, "cumulative buckets up to +Inf"
+    assert 'ragbot_queue_depth{queue="answer"} 0.0' in metrics
 
 
 def test_slack_connect_channels_see_only_public_documents(
@@ -426,6 +437,9 @@ def test_reindex_is_queued_and_reports_when_done(stack: SlackStack, fake_slack: 
     )
     assert "unchanged" in done[0]["text"]
     assert "only ragbot admins" in stack.command("reindex files", ASKER, "r10", fake_slack).text
+    metrics = httpx.get(stack.url + "/metrics").text
+    assert 'ragbot_sync_seconds_count{source="files"}' in metrics
+    assert 'ragbot_embedded_chunks_total{source="files"}' in metrics
 
 
 def test_feedback_clicks_are_recorded_with_the_answer(

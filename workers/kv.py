@@ -39,6 +39,10 @@ class KeyValue(Protocol):
 
     def counters(self) -> dict[str, float]: ...
 
+    def add_many(self, amounts: dict[str, float]) -> None:
+        """Add to several counters at once (one round trip)."""
+        ...
+
     def add_member(self, key: str, member: str, ttl_seconds: int) -> None:
         """Add to a set, which expires `ttl_seconds` after its last addition."""
         ...
@@ -60,6 +64,11 @@ class RedisKeyValue:
     def __init__(self, client: redis.Redis, prefix: str = "ragbot:") -> None:
         self._client = client
         self._prefix = prefix
+
+    @property
+    def client(self) -> redis.Redis:
+        """The connection itself, for what is not a key of ours (the broker's queue lengths)."""
+        return self._client
 
     def _run(self, call: Callable[[], T]) -> T:
         try:
@@ -84,6 +93,15 @@ class RedisKeyValue:
 
     def add(self, counter: str, amount: float = 1.0) -> None:
         self._run(lambda: self._client.hincrbyfloat(self._prefix + "counters", counter, amount))
+
+    def add_many(self, amounts: dict[str, float]) -> None:
+        def add() -> None:
+            pipeline = self._client.pipeline(transaction=False)
+            for counter, amount in amounts.items():
+                pipeline.hincrbyfloat(self._prefix + "counters", counter, amount)
+            pipeline.execute()
+
+        self._run(add)
 
     def counters(self) -> dict[str, float]:
         raw = self._run(lambda: self._client.hgetall(self._prefix + "counters"))
@@ -152,6 +170,11 @@ class MemoryKeyValue:
     def add(self, counter: str, amount: float = 1.0) -> None:
         with self._lock:
             self._counters[counter] = self._counters.get(counter, 0.0) + amount
+
+    def add_many(self, amounts: dict[str, float]) -> None:
+        with self._lock:
+            for counter, amount in amounts.items():
+                self._counters[counter] = self._counters.get(counter, 0.0) + amount
 
     def counters(self) -> dict[str, float]:
         with self._lock:

@@ -33,6 +33,15 @@ from workers.rag.llm import LLMError
 from workers.readers import org_wide
 from workers.runtime import Runtime
 from workers.settings import NotConfigured, Settings
+from workers.worker_metrics import (
+    ANSWER_BUCKETS,
+    ANSWER_LATENCY,
+    EMBED_SECONDS,
+    EMBEDDED_CHUNKS,
+    SYNC_BUCKETS,
+    SYNC_DURATION,
+    observation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +152,10 @@ def answer(platform: str, payload: dict[str, Any]) -> None:
     _count(ctx, f"answers:{outcome.kind}")
     if outcome.view is not None:  # whose documents: e.g. how often a member was unresolved
         _count(ctx, f"views:{outcome.view.scope}:{outcome.view.reason or 'none'}")
-    _count(ctx, "answer_seconds:sum", time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    _count(ctx, "answer_seconds:sum", seconds)
     _count(ctx, "answer_seconds:count")
+    _observe(ctx, observation(ANSWER_LATENCY, (platform, outcome.kind), seconds, ANSWER_BUCKETS))
     if outcome.answer is not None:
         result = outcome.answer
         record = {"sources": [s.url for s in result.sources], "abstained": result.abstained}
@@ -175,6 +186,14 @@ def _remember_what_it_stood_on(
         ctx.answer_records.save(record)
     except StoreUnavailable:
         log.warning("%s will not be revisited when its sources change", thread.question_id)
+
+
+def _observe(ctx: WorkerContext, amounts: dict[str, float]) -> None:
+    """Histogram counters, best effort like every metric."""
+    try:
+        ctx.kv.add_many(amounts)
+    except StoreUnavailable:
+        log.warning("metrics not recorded: the store is unavailable")
 
 
 def _count(ctx: WorkerContext, counter: str, amount: float = 1.0) -> None:
@@ -210,6 +229,14 @@ def sync_source(
                 prune = prune or connector.listing_is_cheap
                 report = ctx.runtime.syncer().sync(connector, full=full, prune=prune)
                 outcome = {"ok": True, "summary": report.summary()}
+                _observe(
+                    ctx,
+                    observation(SYNC_DURATION, (source,), report.seconds, SYNC_BUCKETS)
+                    | {
+                        f"{EMBEDDED_CHUNKS}:{source}": float(report.chunks_embedded),
+                        f"{EMBED_SECONDS}:{source}": report.embed_seconds,
+                    },
+                )
                 _revisit_answers(ctx, source)
             except (SyncFailed, NotConfigured) as exc:
                 outcome = {"ok": False, "summary": f"{source}: sync failed: {exc}"}
