@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -15,6 +16,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from workers import jobs
+from workers.ingest.state import StateStore
 from workers.kv import KeyValue
 from workers.worker_metrics import (
     ANSWER_BUCKETS,
@@ -142,6 +144,28 @@ def _histograms(counters: dict[str, float]) -> Iterator[HistogramMetricFamily]:
         for values, (rows, total) in sorted(histograms(counters, name, buckets).items()):
             if len(values) == len(labels):
                 family.add_metric(list(values), rows, total)
+        yield family
+
+
+class SourceFreshness(Collector):
+    """When each source last synced successfully (alerts compare it with the sync interval)."""
+
+    def __init__(self, state: StateStore) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "ragbot_source_last_success_timestamp_seconds",
+            "Unix time of each source's last successful sync",
+            labels=["source"],
+        )
+        try:
+            for source in self.state.sources():
+                done = self.state.load(source).last_success_at
+                if done:
+                    family.add_metric([source], datetime.fromisoformat(done).timestamp())
+        except Exception:  # a scrape must not fail because Redis blinked
+            return
         yield family
 
 

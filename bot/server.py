@@ -15,12 +15,14 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 from bot import metrics
 from bot.dispatch import Dispatcher
 from bot.slack import routes as slack_routes
 from bot.store import AsyncStore
 from bot.teams import routes as teams_routes
+from workers.ingest.state import RedisStateStore
 from workers.kv import KeyValue, RedisKeyValue, process_store
 from workers.settings import Settings
 
@@ -68,9 +70,14 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
     store = AsyncStore(kv)
     worker_counters = metrics.WorkerCounters(kv)
     metrics.REGISTRY.register(worker_counters)
-    queue_depth = metrics.QueueDepth(kv.client) if isinstance(kv, RedisKeyValue) else None
-    if queue_depth is not None:
-        metrics.REGISTRY.register(queue_depth)
+    redis_collectors: list[Collector] = []
+    if isinstance(kv, RedisKeyValue):  # the queue and the sync state live in Redis
+        redis_collectors = [
+            metrics.QueueDepth(kv.client),
+            metrics.SourceFreshness(RedisStateStore(kv.client)),
+        ]
+    for collector in redis_collectors:
+        metrics.REGISTRY.register(collector)
     dispatcher = Dispatcher(settings)
     app = web.Application(middlewares=[observe], client_max_size=1024 * 1024)
     for mount in FRONT_DOORS:
@@ -95,8 +102,8 @@ def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Applicatio
         dispatcher.close()
         store.close()
         metrics.REGISTRY.unregister(worker_counters)
-        if queue_depth is not None:
-            metrics.REGISTRY.unregister(queue_depth)
+        for collector in redis_collectors:
+            metrics.REGISTRY.unregister(collector)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

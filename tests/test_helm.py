@@ -37,7 +37,7 @@ def test_secrets_never_reach_a_config_map() -> None:
     external = value_sets()["slack-external-stores-values.yaml"]
     for values in ({"secrets": SECRETS}, external):
         manifests = render(values)
-        (config,) = kinds(manifests, "ConfigMap").values()
+        config = kinds(manifests, "ConfigMap")["acme-ragbot-config"]
         text = str(config["data"])
         assert "do-not-leak" not in text and "s3cret" not in text and "qdrant-key" not in text
     (secret,) = kinds(render({"secrets": SECRETS}), "Secret").values()
@@ -112,7 +112,7 @@ def test_beat_runs_exactly_once_and_workers_are_separate() -> None:
 def test_external_redis_and_qdrant_replace_the_stateful_sets() -> None:
     bundled = render()
     assert set(kinds(bundled, "StatefulSet")) == {"acme-ragbot-redis", "acme-ragbot-qdrant"}
-    (config,) = kinds(bundled, "ConfigMap").values()
+    config = kinds(bundled, "ConfigMap")["acme-ragbot-config"]
     assert config["data"]["QDRANT_URL"] == "http://acme-ragbot-qdrant:6333"
     assert config["data"]["REDIS_URL"] == "redis://acme-ragbot-redis:6379/0"
 
@@ -124,7 +124,7 @@ def test_external_redis_and_qdrant_replace_the_stateful_sets() -> None:
     }
     external = render(values)
     assert kinds(external, "StatefulSet") == {}
-    (config,) = kinds(external, "ConfigMap").values()
+    config = kinds(external, "ConfigMap")["acme-ragbot-config"]
     (secret,) = kinds(external, "Secret").values()
     assert (
         config["data"]["QDRANT_URL"] == "https://qdrant.internal:6333"
@@ -163,3 +163,56 @@ def test_notes_give_the_slack_and_teams_endpoints() -> None:
     text = notes(value_sets()["teams-and-slack-ingress-values.yaml"])
     assert "https://ragbot.acme.com/slack/events" in text
     assert "https://ragbot.acme.com/api/messages" in text
+
+
+def test_monitoring_ships_a_dashboard_and_optionally_scrapes_and_alerts() -> None:
+    import json
+
+    default = render()
+    assert not kinds(default, "ServiceMonitor") and not kinds(default, "PrometheusRule")
+    (dashboard,) = [m for m in kinds(default, "ConfigMap").values() if "ragbot.json" in m["data"]]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    exprs = [
+        t["expr"]
+        for p in json.loads(dashboard["data"]["ragbot.json"])["panels"]
+        for t in p["targets"]
+    ]
+    served = (
+        "ragbot_answers_total",
+        "ragbot_answer_latency_seconds_bucket",
+        "ragbot_queue_depth",
+        "ragbot_source_last_success_timestamp_seconds",
+        "ragbot_sync_seconds_bucket",
+        "ragbot_embedded_chunks_total",
+        "ragbot_embed_seconds_total",
+        "ragbot_answer_views_total",
+        "ragbot_http_request_seconds_bucket",
+    )
+    assert all(any(name in expr for name in served) for expr in exprs)
+
+    values = {
+        "env": {"RAGBOT_SYNC_INTERVAL_SECONDS": "600"},
+        "monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+    }
+    assert lint(values) == []
+    manifests = render(values)
+    (monitor,) = kinds(manifests, "ServiceMonitor").values()
+    service = next(
+        s
+        for s in kinds(manifests, "Service").values()
+        if s["metadata"]["labels"].get("app.kubernetes.io/component") == "front-door"
+    )
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0] == {
+        "port": "http",
+        "path": "/metrics",
+        "interval": "30s",
+    }
+    (rules,) = kinds(manifests, "PrometheusRule").values()
+    alerts = {r["alert"]: r for r in rules["spec"]["groups"][0]["rules"]}
+    assert "> 1800" in alerts["RagbotSourceSyncStale"]["expr"], "three sync intervals"
+    assert "> 0.1" in alerts["RagbotAnswersFailing"]["expr"]
+    assert "> 50" in alerts["RagbotQuestionsWaiting"]["expr"]
+    others = [m for m in manifests if m["kind"] not in ("ServiceMonitor", "PrometheusRule")]
+    assert invalid(others) == []

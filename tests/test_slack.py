@@ -440,6 +440,12 @@ def test_reindex_is_queued_and_reports_when_done(stack: SlackStack, fake_slack: 
     metrics = httpx.get(stack.url + "/metrics").text
     assert 'ragbot_sync_seconds_count{source="files"}' in metrics
     assert 'ragbot_embedded_chunks_total{source="files"}' in metrics
+    freshness = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('ragbot_source_last_success_timestamp_seconds{source="files"}')
+    ]
+    assert freshness and time.time() - float(freshness[0].split()[-1]) < 3600
 
 
 def test_feedback_clicks_are_recorded_with_the_answer(
