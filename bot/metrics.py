@@ -23,6 +23,8 @@ from workers.worker_metrics import (
     ANSWER_LATENCY,
     EMBED_SECONDS,
     EMBEDDED_CHUNKS,
+    SEARCH_BUCKETS,
+    SEARCH_LATENCY,
     SYNC_BUCKETS,
     SYNC_DURATION,
     histograms,
@@ -137,6 +139,12 @@ def _histograms(counters: dict[str, float]) -> Iterator[HistogramMetricFamily]:
             ["platform", "outcome"],
             ANSWER_BUCKETS,
             "Worker time per question (retrieve, write, post), by platform and outcome",
+        ),
+        (
+            SEARCH_LATENCY,
+            ["platform"],
+            SEARCH_BUCKETS,
+            "Finding a question's passages (embedding, searches, fusion), by platform",
         ),
         (SYNC_DURATION, ["source"], SYNC_BUCKETS, "Sync duration, by source"),
     ):

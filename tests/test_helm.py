@@ -187,6 +187,7 @@ def test_monitoring_ships_a_dashboard_and_optionally_scrapes_and_alerts() -> Non
         "ragbot_embed_seconds_total",
         "ragbot_answer_views_total",
         "ragbot_http_request_seconds_bucket",
+        "ragbot_search_seconds_bucket",
     )
     assert all(any(name in expr for name in served) for expr in exprs)
 

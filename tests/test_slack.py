@@ -382,6 +382,7 @@ def test_health_readiness_and_metrics(stack: SlackStack, fake_slack: FakeSlack) 
     counts = list(latency.values())
     assert counts == sorted(counts) and counts[-1] >= 1, "cumulative buckets up to +Inf"
     assert 'ragbot_queue_depth{queue="answer"} 0.0' in metrics
+    assert 'ragbot_search_seconds_count{platform="slack"}' in metrics
 
 
 def test_slack_connect_channels_see_only_public_documents(

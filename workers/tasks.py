@@ -38,6 +38,8 @@ from workers.worker_metrics import (
     ANSWER_LATENCY,
     EMBED_SECONDS,
     EMBEDDED_CHUNKS,
+    SEARCH_BUCKETS,
+    SEARCH_LATENCY,
     SYNC_BUCKETS,
     SYNC_DURATION,
     observation,
@@ -156,6 +158,9 @@ def answer(platform: str, payload: dict[str, Any]) -> None:
     _count(ctx, "answer_seconds:sum", seconds)
     _count(ctx, "answer_seconds:count")
     _observe(ctx, observation(ANSWER_LATENCY, (platform, outcome.kind), seconds, ANSWER_BUCKETS))
+    if outcome.answer is not None:
+        searched = outcome.answer.search_seconds
+        _observe(ctx, observation(SEARCH_LATENCY, (platform,), searched, SEARCH_BUCKETS))
     if outcome.answer is not None:
         result = outcome.answer
         record = {"sources": [s.url for s in result.sources], "abstained": result.abstained}

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 
 ANSWER_LATENCY = "answer_latency_seconds"  # by platform and outcome
 ANSWER_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+SEARCH_LATENCY = "search_seconds"  # by platform: embedding the question, searching, fusing
+SEARCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SYNC_DURATION = "sync_seconds"  # by source
 SYNC_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
 EMBEDDED_CHUNKS = "embedded_chunks"  # by source; with EMBED_SECONDS, the embedding throughput

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from workers.rag.audience import Audience
@@ -72,6 +73,7 @@ class Answer:
     text: str
     abstained: bool
     sources: list[SourceRef] = field(default_factory=list)
+    search_seconds: float = 0.0  # finding the passages (embedding, both searches, fusion)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -312,8 +314,10 @@ class AnswerService:
 
         With `on_text`, a chat model's reply is also passed on in pieces as it is written; the
         returned answer is the checked one, which is what is finally shown."""
+        started = time.perf_counter()
         question, hits = self._relevant(question, audience, history)
-        return self._written(question, hits, history, on_text)
+        searched = time.perf_counter() - started
+        return replace(self._written(question, hits, history, on_text), search_seconds=searched)
 
     def private_addon(
         self, question: str, asker: Audience, audience: Audience, history: Sequence[Turn] = ()
