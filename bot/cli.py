@@ -10,8 +10,10 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from workers.runtime import Runtime
 
 SYNC_WAIT_SECONDS = 6 * 3600
+WAIT_POLL_SECONDS = 1.0
 
 
 class WorkerUnavailable(Exception):
@@ -166,19 +169,41 @@ def _sync(runtime: Runtime, args: argparse.Namespace) -> int:
     names = [args.source] if args.source else runtime.configured_sources()
     if not names:
         raise NotConfigured(f"no source is configured (set {settings_hints()})")
-    for name in names:
-        if runtime.settings.redis_url:
-            outcome = _through_queue(
-                runtime.settings, jobs.SYNC_SOURCE, name, args.full, wait_seconds=SYNC_WAIT_SECONDS
-            )
-            if not outcome["ok"]:
-                from workers.ingest.sync import SyncFailed
+    from bot.sync_display import SyncDisplay  # only `ragbot sync` draws progress
 
-                raise SyncFailed(outcome["summary"])
-            print(outcome["summary"])
-        else:
-            print(runtime.syncer().sync(runtime.connector(name), full=args.full).summary())
+    for name in names:
+        with SyncDisplay(name) as show:
+            if runtime.settings.redis_url:
+                outcome = _through_queue(
+                    runtime.settings,
+                    jobs.SYNC_SOURCE,
+                    name,
+                    args.full,
+                    wait_seconds=SYNC_WAIT_SECONDS,
+                    while_waiting=partial(_show_progress, runtime, name, show),
+                )
+                if not outcome["ok"]:
+                    from workers.ingest.sync import SyncFailed
+
+                    raise SyncFailed(outcome["summary"])
+                summary = outcome["summary"]
+            else:
+                connector = runtime.connector(name)
+                summary = runtime.syncer().sync(connector, full=args.full, progress=show).summary()
+        print(summary)
     return 0
+
+
+def _show_progress(runtime: Runtime, source: str, show: Callable[[Any], None]) -> None:
+    """The worker's progress, as it saves it with the source's state."""
+    from workers.ingest.progress import SyncProgress
+
+    try:
+        running = SyncProgress.from_json(runtime.state.load(source).progress)
+    except Exception:  # progress is a courtesy: the sync's result still comes
+        return
+    if running is not None and running.is_current():
+        show(running)
 
 
 def _ask(runtime: Runtime, args: argparse.Namespace) -> int:
@@ -232,8 +257,15 @@ def _status(runtime: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
-def _through_queue(settings: Settings, task: str, *args: Any, wait_seconds: int = 120) -> Any:
-    """With REDIS_URL the workers own the index: hand them the job and wait for the result."""
+def _through_queue(
+    settings: Settings,
+    task: str,
+    *args: Any,
+    wait_seconds: int = 120,
+    while_waiting: Callable[[], None] | None = None,
+) -> Any:
+    """With REDIS_URL the workers own the index: hand them the job and wait for the result
+    (calling `while_waiting` about once a second meanwhile)."""
     from celery.exceptions import TimeoutError as CeleryTimeout
     from kombu.exceptions import OperationalError
 
@@ -243,7 +275,14 @@ def _through_queue(settings: Settings, task: str, *args: Any, wait_seconds: int 
     try:
         if not app.control.ping(timeout=2):
             raise WorkerUnavailable("no worker is running; start one with `ragbot worker`")
-        return app.send_task(task, args=list(args)).get(timeout=wait_seconds)
+        result = app.send_task(task, args=list(args))
+        deadline = time.monotonic() + wait_seconds
+        while while_waiting is not None and not result.ready():
+            if time.monotonic() > deadline:
+                raise CeleryTimeout()
+            while_waiting()
+            time.sleep(WAIT_POLL_SECONDS)
+        return result.get(timeout=max(deadline - time.monotonic(), 1))
     except CeleryTimeout as exc:
         raise WorkerUnavailable(f"no worker finished the job within {wait_seconds} s") from exc
     except (OperationalError, OSError) as exc:

@@ -52,6 +52,8 @@ def test_sync_then_status_reports_counts_and_skipped_files(tmp_path: Path) -> No
     synced = run("sync", env=env)
     assert synced.returncode == 0, synced.stderr
     assert synced.stdout.startswith("files: 1 indexed, 0 unchanged, 0 deleted, 1 skipped")
+    # Not a terminal: progress as plain lines on stderr, the first sync's size known up front.
+    assert "files: syncing: 0 of about 2 documents" in synced.stderr
     again = run("sync", "files", env=env)
     assert "0 indexed" in again.stdout and "(0 chunks embedded" in again.stdout
 
@@ -60,6 +62,7 @@ def test_sync_then_status_reports_counts_and_skipped_files(tmp_path: Path) -> No
     assert (files["source"], files["documents"], files["chunks"]) == ("files", 1, 1)
     assert files["last_success_at"] and files["last_error"] is None
     assert "files:broken.pdf" in files["skipped"]
+    assert files["progress"] is None, "no sync is running"
     assert "skipped files:broken.pdf" in run("status", env=env).stdout
 
 

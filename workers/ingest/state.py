@@ -34,6 +34,8 @@ class SourceState:
     skipped: dict[str, str] = field(default_factory=dict)
     # Reader email -> the source's group principals they hold; refreshed by each deletion check.
     memberships: dict[str, list[str]] = field(default_factory=dict)
+    # A running sync's `SyncProgress`, saved every few seconds; None when none runs.
+    progress: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, raw: str | bytes | None) -> SourceState:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workers.freshness import age_text
+from workers.ingest.progress import SyncProgress
 from workers.ingest.state import StateStore
 from workers.rag.index import Index
 
@@ -19,6 +20,7 @@ class SourceStatus:
     last_success_at: str | None
     last_error: str | None
     skipped: dict[str, str]
+    progress: dict[str, Any] | None = None  # a running sync's, when it is current
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -28,6 +30,7 @@ class SourceStatus:
             "last_success_at": self.last_success_at,
             "last_error": self.last_error,
             "skipped": self.skipped,
+            "progress": self.progress,
         }
 
     def lines(self, now: datetime | None = None) -> list[str]:
@@ -37,6 +40,9 @@ class SourceStatus:
             synced = datetime.fromisoformat(self.last_success_at)
             when = age_text(synced, now or datetime.now(UTC)).replace("updated", "synced")
         out = [f"{self.source}: {self.documents} documents, {self.chunks} chunks, {when}"]
+        running = SyncProgress.from_json(self.progress)
+        if running is not None and running.is_current():
+            out.append(f"  {running.line()}")
         if self.last_error:
             out.append(f"  last error: {self.last_error}")
         out += [f"  skipped {item}: {reason}" for item, reason in sorted(self.skipped.items())]
@@ -57,6 +63,7 @@ def source_statuses(sources: list[str], index: Index, state: StateStore) -> list
                 last_success_at=saved.last_success_at,
                 last_error=saved.last_error,
                 skipped=dict(saved.skipped),
+                progress=saved.progress,
             )
         )
     return rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -23,6 +24,7 @@ from connectors.base import (
     Skipped,
     VersionAware,
 )
+from workers.ingest.progress import SyncProgress
 from workers.ingest.state import SourceState, StateStore, StateUnavailable, checkpoint_of
 from workers.rag.chunking import Chunker
 from workers.rag.embed import Embedder, EmbeddingError
@@ -84,8 +86,16 @@ class Syncer:
         self.max_chunks = max_chunks_per_document
         self._lengths = TermLengths()
 
-    def sync(self, connector: Connector, full: bool = False, prune: bool = True) -> SyncReport:
-        """Index the changes; with `prune`, also remove what the source no longer lists."""
+    def sync(
+        self,
+        connector: Connector,
+        full: bool = False,
+        prune: bool = True,
+        progress: Callable[[SyncProgress], None] | None = None,
+    ) -> SyncReport:
+        """Index the changes; with `prune`, also remove what the source no longer lists.
+
+        Progress is saved with the source's state every few seconds (and passed to `progress`)."""
         source = connector.name
         report = SyncReport(source)
         started = time.perf_counter()
@@ -93,6 +103,14 @@ class Syncer:
         state.last_attempt_at = _now()
         try:
             known = self.index.document_versions(source)
+            tracker = _ProgressTracker(
+                self.state,
+                source,
+                state,
+                report,
+                self._expected(connector, known, full, state),
+                progress,
+            )
             self._lengths = TermLengths(*self.index.term_statistics())
             checkpoint = None if full else checkpoint_of(source, state)
             if full:
@@ -101,6 +119,7 @@ class Syncer:
             if isinstance(connector, VersionAware):
                 connector.use_known_versions({} if full else known)
             for item in connector.poll(checkpoint):
+                tracker.tick()
                 if isinstance(item, Document):
                     state.skipped.pop(item.id, None)
                     problem = self._write(item, known, full, report)
@@ -134,10 +153,13 @@ class Syncer:
             self.index.commit()
         except (ConnectorError, IndexUnavailable, EmbeddingError, StateUnavailable) as exc:
             state.last_error = f"{_now()}: {exc}"
+            state.progress = None
             self._save_quietly(source, state)
             raise SyncFailed(f"{source}: {exc}") from exc
+        tracker.tick(final=True)
         state.last_success_at = _now()
         state.last_error = None
+        state.progress = None
         self.state.save(source, state)
         report.seconds = time.perf_counter() - started
         log.info(
@@ -150,6 +172,19 @@ class Syncer:
             report.chunks_embedded,
         )
         return report
+
+    def _expected(
+        self, connector: Connector, known: dict[str, set[str]], full: bool, state: SourceState
+    ) -> int | None:
+        """How many documents this sync will list: all of them on a first or full sync (what
+        the index holds, or a count where listing is cheap); unknown for incremental ones."""
+        if not full and state.checkpoint is not None:
+            return None
+        if known:
+            return len(known)
+        if connector.listing_is_cheap:
+            return sum(1 for _ in connector.list_ids())
+        return None
 
     def _write(
         self, document: Document, known: dict[str, set[str]], full: bool, report: SyncReport
@@ -219,3 +254,42 @@ class Syncer:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+PROGRESS_SECONDS = 2.0
+
+
+class _ProgressTracker:
+    """Saves the sync's progress with its state every PROGRESS_SECONDS, and reports it."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        source: str,
+        state: SourceState,
+        report: SyncReport,
+        expected: int | None,
+        callback: Callable[[SyncProgress], None] | None,
+    ) -> None:
+        self.store, self.source, self.state, self.report = store, source, state, report
+        self.progress = SyncProgress(started=time.time(), expected=expected)
+        self.callback = callback
+        self._last = 0.0
+
+    def tick(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last < PROGRESS_SECONDS:
+            return
+        self._last = now
+        report, progress = self.report, self.progress
+        progress.listed = report.indexed + report.unchanged + report.skipped + report.deleted
+        progress.indexed, progress.skipped = report.indexed, report.skipped
+        progress.chunks, progress.updated = report.chunks_embedded, time.time()
+        if not final:  # the sync's end saves the state itself, without progress
+            self.state.progress = progress.to_json()
+            try:
+                self.store.save(self.source, self.state)
+            except StateUnavailable as exc:  # progress is a courtesy: the sync goes on
+                log.warning("progress of %s not saved: %s", self.source, exc)
+        if self.callback is not None:
+            self.callback(progress)
