@@ -21,7 +21,15 @@ from tests.fakes.confluence_api import FakeConfluence, Page, Space
 from tests.fakes.slack_api import BOT_USER, FakeSlack
 from tests.fakes.teams_api import TENANT, FakeTeams, Member
 from tests.processes import free_port, wait_for
-from tests.test_slack import SECRET, SlackStack, answer_in, block_text, mention, run_cli
+from tests.test_slack import (
+    SECRET,
+    SlackStack,
+    answer_in,
+    block_text,
+    mention,
+    metric_value,
+    run_cli,
+)
 from tests.test_teams import final
 from workers.delivery.render import PRIVATE_HEADER
 
@@ -469,12 +477,8 @@ def test_a_teams_personal_chat_keeps_its_one_reader(stack: Both, fake_teams: Fak
 
 def test_unidentified_members_are_counted(stack: Both) -> None:
     metrics = httpx.get(stack.url + "/metrics", timeout=5).text
-    counted = [
-        line
-        for line in metrics.splitlines()
-        if line.startswith('ragbot_answer_views_total{reason="unresolved",scope="public"}')
-    ]
-    assert counted and float(counted[0].split()[-1]) >= 3  # two in Slack, one in Teams
+    series = 'ragbot_answer_views_total{reason="unresolved",scope="public"}'
+    assert (metric_value(metrics, series) or 0) >= 3  # two in Slack, one in Teams
 
 
 def test_a_private_add_on_is_sent_once_when_the_task_runs_again(

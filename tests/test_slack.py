@@ -160,6 +160,14 @@ def replies_in(fake: FakeSlack, channel: str, thread_ts: str) -> list[dict[str, 
     return [m for m in fake.bot_messages(channel) if m["thread_ts"] == thread_ts]
 
 
+def metric_value(metrics: str, series: str) -> float | None:
+    """The value of one series (name and labels as Prometheus prints them) on a /metrics page."""
+    for line in metrics.splitlines():
+        if line.startswith(f"{series} "):
+            return float(line.split()[-1])
+    return None
+
+
 def block_text(message: dict[str, Any]) -> str:
     parts = []
     for block in message.get("blocks", []):
@@ -364,12 +372,7 @@ def test_health_readiness_and_metrics(stack: SlackStack, fake_slack: FakeSlack) 
     metrics = httpx.get(stack.url + "/metrics").text
     assert 'ragbot_questions_total{kind="mention",platform="slack"}' in metrics
     assert "ragbot_duplicate_deliveries_total" in metrics
-    answered = [
-        line
-        for line in metrics.splitlines()
-        if line.startswith('ragbot_answers_total{outcome="answered"}')
-    ]
-    assert answered and float(answered[0].split()[-1]) >= 1
+    assert (metric_value(metrics, 'ragbot_answers_total{outcome="answered"}') or 0) >= 1
     assert "ragbot_answer_seconds_count" in metrics
     latency = {
         line.split("{")[1].split("}")[0]: float(line.split()[-1])
@@ -441,12 +444,8 @@ def test_reindex_is_queued_and_reports_when_done(stack: SlackStack, fake_slack: 
     metrics = httpx.get(stack.url + "/metrics").text
     assert 'ragbot_sync_seconds_count{source="files"}' in metrics
     assert 'ragbot_embedded_chunks_total{source="files"}' in metrics
-    freshness = [
-        line
-        for line in metrics.splitlines()
-        if line.startswith('ragbot_source_last_success_timestamp_seconds{source="files"}')
-    ]
-    assert freshness and time.time() - float(freshness[0].split()[-1]) < 3600
+    synced = metric_value(metrics, 'ragbot_source_last_success_timestamp_seconds{source="files"}')
+    assert synced is not None and time.time() - synced < 3600
 
 
 def test_feedback_clicks_are_recorded_with_the_answer(
