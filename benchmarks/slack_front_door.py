@@ -44,6 +44,9 @@ def slack_env(
         "REDIS_URL": redis_url,
         "SLACK_BOT_TOKEN": fake_slack.token,
         "SLACK_SIGNING_SECRET": SECRET,
+        # Far more questions a minute than people ask: fair use is tested on its own.
+        "RAGBOT_QUESTIONS_PER_MINUTE": "100000",
+        "RAGBOT_CONVERSATION_QUESTIONS_PER_MINUTE": "100000",
         "SLACK_API_URL": fake_slack.api_url,
         "RAGBOT_DATA_DIR": str(data_dir),
         "RAGBOT_ORG_DOMAINS": "acme.com",

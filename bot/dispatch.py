@@ -20,6 +20,8 @@ from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
+WAITING_DEADLINE_SECONDS = 0.5
+
 
 class Dispatcher:
     def __init__(self, settings: Settings) -> None:
@@ -55,6 +57,24 @@ class Dispatcher:
             return
         # Queues come from the app's task_routes.
         await loop.run_in_executor(None, lambda: self.app.send_task(task, args=list(args)))
+
+    async def waiting(self, queue: str) -> int | None:
+        """Tasks waiting on `queue` for a worker; None when unknown (in-process, or the broker
+        not answering)."""
+        if self.in_process:
+            return None
+
+        def size() -> int:
+            with self.app.connection_for_read() as connection:
+                return int(connection.default_channel.client.llen(queue))
+
+        try:
+            return await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(None, size), WAITING_DEADLINE_SECONDS
+            )
+        except Exception as exc:
+            log.info("queue length unknown: %s", exc.__class__.__name__)
+            return None
 
     def _run_here(self, task: str, args: tuple[Any, ...], retries: int = 0) -> None:
         try:

@@ -20,11 +20,16 @@ from bot.dispatch import Dispatcher
 from bot.outage import ToldOnce
 from bot.store import AsyncStore
 from workers import jobs
+from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
 QUEUE_DOWN = (
     "Sorry, I can't take questions right now (my task queue is down). Please try again soon."
+)
+SLOW_DOWN = (
+    "You're asking faster than I can keep up with. Please give me a minute before the next "
+    "question."
 )
 FEEDBACK_LOG = "feedback"
 
@@ -33,12 +38,13 @@ Say = Callable[[str], Awaitable[object]]
 
 class Intake:
     def __init__(
-        self, platform: str, store: AsyncStore, dispatcher: Dispatcher, ttl_seconds: int
+        self, platform: str, store: AsyncStore, dispatcher: Dispatcher, settings: Settings
     ) -> None:
         self.platform = platform
         self.store = store
         self.dispatcher = dispatcher
-        self.ttl = ttl_seconds
+        self.settings = settings
+        self.ttl = settings.ragbot_idempotency_ttl_seconds
         self.told = ToldOnce()
 
     async def claim(self, keys: Sequence[str], say: Say) -> bool:
@@ -56,6 +62,40 @@ class Intake:
             metrics.DUPLICATES.labels(self.platform).inc()
             return False
         return True
+
+    async def fair_use(self, person: str, conversation: str, say: Say) -> bool:
+        """True while the person and the conversation ask within their per-minute limits;
+        otherwise the person is told (once a minute) and False returned. A store that cannot
+        say lets the question through: the claim before this one already needed it."""
+        settings = self.settings
+        try:
+            allowed = await self.store.take(
+                f"fair:person:{self.platform}:{person}", settings.ragbot_questions_per_minute, 60
+            ) and await self.store.take(
+                f"fair:conversation:{self.platform}:{conversation}",
+                settings.ragbot_conversation_questions_per_minute,
+                60,
+            )
+        except Exception as exc:
+            log.warning("fair use not checked: %s", exc.__class__.__name__)
+            return True
+        if allowed:
+            return True
+        metrics.IGNORED.labels(self.platform, "rate_limited").inc()
+        try:
+            first = await self.store.claim(f"fair:told:{self.platform}:{person}", 60)
+        except Exception:
+            first = False
+        if first:
+            await say(SLOW_DOWN)
+        return False
+
+    async def place_in_line(self) -> str:
+        """ " (you're number N in line)" when many questions wait for a worker, else ""."""
+        waiting = await self.dispatcher.waiting(jobs.ANSWER_QUEUE)
+        if waiting is None or waiting + 1 < self.settings.ragbot_queue_position_from:
+            return ""
+        return f" (you're number {waiting + 1} in line)"
 
     async def hand_over(
         self,

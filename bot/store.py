@@ -37,6 +37,9 @@ class AsyncStore:
     async def get(self, key: str) -> str | None:
         return await self._run(lambda: self.kv.get(key))
 
+    async def take(self, bucket: str, capacity: int, per_seconds: float) -> bool:
+        return await self._run(lambda: self.kv.take(bucket, capacity, per_seconds))
+
     async def delete(self, key: str) -> None:
         await self._run(lambda: self.kv.delete(key))
 

@@ -170,6 +170,9 @@ def both_chats(fake_slack: FakeSlack, fake_teams: FakeTeams) -> dict[str, str]:
         "RAGBOT_SYNC_INTERVAL_SECONDS": "3600",
         "SLACK_BOT_TOKEN": fake_slack.token,
         "SLACK_SIGNING_SECRET": SECRET,
+        # Far more questions a minute than people ask: fair use is tested on its own.
+        "RAGBOT_QUESTIONS_PER_MINUTE": "100000",
+        "RAGBOT_CONVERSATION_QUESTIONS_PER_MINUTE": "100000",
         "SLACK_API_URL": fake_slack.api_url,
         "MICROSOFT_APP_ID": APP_ID,
         "MICROSOFT_APP_PASSWORD": fake_teams.app_password,

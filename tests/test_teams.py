@@ -64,6 +64,9 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 def teams_env(fake: FakeTeams, data_dir: Path) -> dict[str, str]:
     return {k: v for k, v in os.environ.items()} | {
         "MICROSOFT_APP_ID": APP_ID,
+        # Far more questions a minute than people ask: fair use is tested on its own.
+        "RAGBOT_QUESTIONS_PER_MINUTE": "100000",
+        "RAGBOT_CONVERSATION_QUESTIONS_PER_MINUTE": "100000",
         "MICROSOFT_APP_PASSWORD": fake.app_password,
         "MICROSOFT_APP_TENANT_ID": TENANT,
         "MICROSOFT_OPENID_METADATA_URL": fake.metadata_url,

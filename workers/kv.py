@@ -57,6 +57,27 @@ class KeyValue(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def take(self, bucket: str, capacity: int, per_seconds: float) -> bool:
+        """Take one token from a bucket holding up to `capacity`, refilled at `capacity` per
+        `per_seconds`; False when it is empty (rate limits shared by every process)."""
+        ...
+
+
+# A token bucket in one atomic step, on Redis's own clock (so every replica agrees).
+_TAKE = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens, at = tonumber(state[1]) or capacity, tonumber(state[2]) or t
+tokens = math.min(capacity, tokens + (t - at) * rate)
+local taken = 0
+if tokens >= 1 then tokens = tokens - 1; taken = 1 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(t))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
+return taken
+"""
+
 
 class RedisKeyValue:
     """Every Redis failure surfaces as `StoreUnavailable`, so callers can retry or explain."""
@@ -132,6 +153,13 @@ class RedisKeyValue:
     def delete(self, key: str) -> None:
         self._run(lambda: self._client.delete(self._prefix + key))
 
+    def take(self, bucket: str, capacity: int, per_seconds: float) -> bool:
+        rate = capacity / per_seconds
+        taken = self._run(
+            lambda: self._client.eval(_TAKE, 1, self._prefix + bucket, capacity, rate)
+        )
+        return bool(taken)
+
 
 class MemoryKeyValue:
     def __init__(self) -> None:
@@ -139,6 +167,7 @@ class MemoryKeyValue:
         self._lists: dict[str, list[str]] = {}
         self._counters: dict[str, float] = {}
         self._sets: dict[str, tuple[float, set[str]]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # bucket -> (tokens, when)
         self._lock = threading.Lock()
 
     def _live(self, key: str) -> str | None:
@@ -205,6 +234,15 @@ class MemoryKeyValue:
         with self._lock:
             self._values.pop(key, None)
             self._sets.pop(key, None)
+
+    def take(self, bucket: str, capacity: int, per_seconds: float) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            tokens, at = self._buckets.get(bucket, (float(capacity), now))
+            tokens = min(float(capacity), tokens + (now - at) * capacity / per_seconds)
+            taken = tokens >= 1
+            self._buckets[bucket] = (tokens - 1 if taken else tokens, now)
+            return taken
 
 
 _PROCESS_STORE = MemoryKeyValue()

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     ragbot_membership_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
     # The asker alone is told what their own documents add to a channel answer.
     ragbot_private_addon: bool = True
+    # Fair use: questions a minute per person and per conversation (admin commands are exempt);
+    # placeholders say the asker's place in line once this many questions are waiting.
+    ragbot_questions_per_minute: int = Field(default=10, ge=1, le=100_000)
+    ragbot_conversation_questions_per_minute: int = Field(default=60, ge=1, le=100_000)
+    ragbot_queue_position_from: int = Field(default=10, ge=1)
     # Slack's assistant side panel: the prompts offered when someone opens it ("|" between).
     ragbot_slack_suggested_prompts: str = (
         "How do I request time off?|What is our expense policy?|How do I set up the VPN?"

@@ -62,7 +62,7 @@ class SlackFrontDoor:
     def __init__(self, settings: Settings, store: AsyncStore, dispatcher: Dispatcher) -> None:
         self.settings = settings
         self.store = store
-        self.intake = Intake("slack", store, dispatcher, settings.ragbot_idempotency_ttl_seconds)
+        self.intake = Intake("slack", store, dispatcher, settings)
         assert settings.slack_bot_token is not None
         # Socket Mode needs no signing secret; over HTTP, an empty one rejects every request.
         self.signing_secret = settings.secret("slack_signing_secret") or ""
@@ -194,6 +194,8 @@ class SlackFrontDoor:
             await self.store.put(key, "1", THREAD_MEMORY_SECONDS)
         except StoreUnavailable:  # follow-ups will need a mention; the answer still comes
             metrics.ERRORS.labels("slack", "thread_memory").inc()
+        if not await self.intake.fair_use(f"{team}:{event.get('user', '')}", channel, say):
+            return
         placeholder = None
         if status is None or not await status():
             placeholder = await self._placeholder(client, channel, thread_ts)
@@ -220,9 +222,8 @@ class SlackFrontDoor:
         self, client: AsyncWebClient, channel: str, thread_ts: str
     ) -> str | None:
         try:
-            posted = await client.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, text=PLACEHOLDER
-            )
+            text = PLACEHOLDER + await self.intake.place_in_line()
+            posted = await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
             return str(posted.get("ts")) if posted.get("ts") else None
         except Exception as exc:  # the answer still comes, as a new message
             log.warning("placeholder failed in %s: %s", channel, exc.__class__.__name__)

@@ -72,7 +72,7 @@ class TeamsFrontDoor:
     def __init__(self, settings: Settings, store: AsyncStore, dispatcher: Dispatcher) -> None:
         self.settings = settings
         self.store = store
-        self.intake = Intake("teams", store, dispatcher, settings.ragbot_idempotency_ttl_seconds)
+        self.intake = Intake("teams", store, dispatcher, settings)
         self.credentials = make_credentials(settings)
         self.adapter = make_adapter(settings, self.credentials)
         self.tenants = settings.teams_tenants
@@ -204,7 +204,12 @@ class TeamsFrontDoor:
         if command is not None:
             await self._on_command(connector, question, command)
             return
-        placeholder = await self._reply(connector, question, PLACEHOLDER)
+        person = f"{tenant}:{question.user_aad_id or question.user_id}"
+        if not await self.intake.fair_use(person, question.roster_id, say):
+            return
+        placeholder = await self._reply(
+            connector, question, PLACEHOLDER + await self.intake.place_in_line()
+        )
         question = TeamsQuestion.from_payload(
             question.to_payload() | {"placeholder_id": placeholder}
         )
