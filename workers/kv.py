@@ -33,14 +33,11 @@ class KeyValue(Protocol):
         """Append to a list that never expires (audit records such as feedback)."""
         ...
 
-    def add(self, counter: str, amount: float = 1.0) -> None:
-        """Add to a named counter shared by all processes (worker-side metrics)."""
-        ...
-
     def counters(self) -> dict[str, float]: ...
 
     def add_many(self, amounts: dict[str, float]) -> None:
-        """Add to several counters at once (one round trip)."""
+        """Add to named counters shared by all processes (worker-side metrics), in one round
+        trip."""
         ...
 
     def add_member(self, key: str, member: str, ttl_seconds: int) -> None:
@@ -111,9 +108,6 @@ class RedisKeyValue:
 
     def append(self, key: str, value: str) -> None:
         self._run(lambda: self._client.rpush(self._prefix + key, value))
-
-    def add(self, counter: str, amount: float = 1.0) -> None:
-        self._run(lambda: self._client.hincrbyfloat(self._prefix + "counters", counter, amount))
 
     def add_many(self, amounts: dict[str, float]) -> None:
         def add() -> None:
@@ -195,10 +189,6 @@ class MemoryKeyValue:
     def append(self, key: str, value: str) -> None:
         with self._lock:
             self._lists.setdefault(key, []).append(value)
-
-    def add(self, counter: str, amount: float = 1.0) -> None:
-        with self._lock:
-            self._counters[counter] = self._counters.get(counter, 0.0) + amount
 
     def add_many(self, amounts: dict[str, float]) -> None:
         with self._lock:

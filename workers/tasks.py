@@ -151,16 +151,18 @@ def answer(platform: str, payload: dict[str, Any]) -> None:
         _notify_quietly(thread.inner, POST_FAILED, new_message=True)
         _count(ctx, f"answers:{platform}_failed")
         return
-    _count(ctx, f"answers:{outcome.kind}")
-    if outcome.view is not None:  # whose documents: e.g. how often a member was unresolved
-        _count(ctx, f"views:{outcome.view.scope}:{outcome.view.reason or 'none'}")
     seconds = time.perf_counter() - started
-    _count(ctx, "answer_seconds:sum", seconds)
-    _count(ctx, "answer_seconds:count")
-    _observe(ctx, observation(ANSWER_LATENCY, (platform, outcome.kind), seconds, ANSWER_BUCKETS))
+    amounts = {
+        f"answers:{outcome.kind}": 1.0,
+        "answer_seconds:sum": seconds,
+        "answer_seconds:count": 1.0,
+    } | observation(ANSWER_LATENCY, (platform, outcome.kind), seconds, ANSWER_BUCKETS)
+    if outcome.view is not None:  # whose documents: e.g. how often a member was unresolved
+        amounts[f"views:{outcome.view.scope}:{outcome.view.reason or 'none'}"] = 1.0
     if outcome.answer is not None:
         searched = outcome.answer.search_seconds
-        _observe(ctx, observation(SEARCH_LATENCY, (platform,), searched, SEARCH_BUCKETS))
+        amounts |= observation(SEARCH_LATENCY, (platform,), searched, SEARCH_BUCKETS)
+    _observe(ctx, amounts)  # one round trip for all of the answer's metrics
     if outcome.answer is not None:
         result = outcome.answer
         record = {"sources": [s.url for s in result.sources], "abstained": result.abstained}
@@ -194,19 +196,15 @@ def _remember_what_it_stood_on(
 
 
 def _observe(ctx: WorkerContext, amounts: dict[str, float]) -> None:
-    """Histogram counters, best effort like every metric."""
+    """Metrics are best effort: a store outage must not turn a delivered answer into a failure."""
     try:
         ctx.kv.add_many(amounts)
     except StoreUnavailable:
-        log.warning("metrics not recorded: the store is unavailable")
+        log.warning("metrics %s not recorded: the store is unavailable", ", ".join(amounts))
 
 
 def _count(ctx: WorkerContext, counter: str, amount: float = 1.0) -> None:
-    """Metrics are best effort: a store outage must not turn a delivered answer into a failure."""
-    try:
-        ctx.kv.add(counter, amount)
-    except StoreUnavailable:
-        log.warning("counter %s not recorded: the store is unavailable", counter)
+    _observe(ctx, {counter: amount})
 
 
 def _notify_quietly(thread: ChatThread, text: str, new_message: bool = False) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from workers.kv import KeyValue
 from workers.readers import Member
@@ -55,10 +56,9 @@ class MembershipCache:
         key = f"membership:{scope}:{generation}"
         cached = self.kv.get(key)
         if cached is not None:
-            return [Member(m["id"], m["kind"], tuple(m["emails"])) for m in json.loads(cached)]
+            return [_member(row) for row in json.loads(cached)]
         members = fetch()
-        rows = [{"id": m.id, "kind": m.kind, "emails": list(m.emails)} for m in members]
-        self.kv.put(key, json.dumps(rows), self.ttl_seconds)
+        self.kv.put(key, json.dumps([_row(m) for m in members]), self.ttl_seconds)
         return members
 
     def person(self, key: str, fetch: Callable[[], Member]) -> Member:
@@ -66,9 +66,15 @@ class MembershipCache:
         conversation they are in."""
         cached = self.kv.get(f"membership:account:{key}")
         if cached is not None:
-            row = json.loads(cached)
-            return Member(row["id"], row["kind"], tuple(row["emails"]))
+            return _member(json.loads(cached))
         member = fetch()
-        row = {"id": member.id, "kind": member.kind, "emails": list(member.emails)}
-        self.kv.put(f"membership:account:{key}", json.dumps(row), self.ttl_seconds)
+        self.kv.put(f"membership:account:{key}", json.dumps(_row(member)), self.ttl_seconds)
         return member
+
+
+def _row(member: Member) -> dict[str, Any]:
+    return {"id": member.id, "kind": member.kind, "emails": list(member.emails)}
+
+
+def _member(row: dict[str, Any]) -> Member:
+    return Member(row["id"], row["kind"], tuple(row["emails"]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -133,6 +133,16 @@ def view_line(view: View, place: str) -> str | None:
             return "Answered from public documents only."
         return f"Answered from public documents only: {_NARROWED[view.reason]}."
     return None
+
+
+def answer_context(view: View, place: str, note: str | None, joiner: str) -> str | None:
+    """What goes under an answer: whose view it is, then a revision's note, if any."""
+    return joiner.join(line for line in (view_line(view, place), note) if line) or None
+
+
+def headed(answer: Answer, heading: str) -> Answer:
+    """A follow-up answer (an update) under its heading."""
+    return replace(answer, text=f"**{heading}**\n\n{answer.text}")
 
 
 def slack_answer(

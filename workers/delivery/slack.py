@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -36,9 +35,10 @@ from workers.delivery.membership import MembershipCache, slack_scope
 from workers.delivery.render import (
     PRIVATE_HEADER,
     SlackMessage,
+    answer_context,
+    headed,
     slack_answer,
     slack_notice,
-    view_line,
 )
 from workers.delivery.slack_question import SlackQuestion
 from workers.kv import KeyValue, MemoryKeyValue, StoreUnavailable
@@ -358,8 +358,8 @@ class SlackThread:
 
         return SlackAnswerStream(self.delivery, self.question, self._render)
 
-    def _render(self, answer: Answer, view: View) -> list[SlackMessage]:
-        context = view_line(view, f"<#{self.question.channel_id}>")
+    def _render(self, answer: Answer, view: View, note: str | None = None) -> list[SlackMessage]:
+        context = answer_context(view, f"<#{self.question.channel_id}>", note, "\n")
         return slack_answer(answer, self.question_id, context=context)
 
     @property
@@ -372,16 +372,12 @@ class SlackThread:
         return not self.question.response_url
 
     def post_answer(self, answer: Answer, view: View, note: str | None = None) -> None:
-        context = _lines(view_line(view, f"<#{self.question.channel_id}>"), note)
-        messages = slack_answer(answer, self.question_id, context=context)
-        self.delivery.deliver(self.question, messages, remember=True)
+        self.delivery.deliver(self.question, self._render(answer, view, note), remember=True)
 
     def post_follow_up(
         self, answer: Answer, view: View, heading: str, key: str, note: str | None = None
     ) -> None:
-        headed = replace(answer, text=f"**{heading}**\n\n{answer.text}")
-        context = _lines(view_line(view, f"<#{self.question.channel_id}>"), note)
-        messages = slack_answer(headed, self.question_id, context=context)
+        messages = self._render(headed(answer, heading), view, note)
         unplaced = SlackQuestion.from_payload(self.question.to_payload() | {"placeholder_ts": None})
         self.delivery.deliver(unplaced, messages, remember=True, key=key)
 
@@ -400,11 +396,6 @@ class SlackThread:
 
 
 PRIVATE_MEMORY_SECONDS = 7 * 86400
-
-
-def _lines(*lines: str | None) -> str | None:
-    """Context lines under an answer, those that are given."""
-    return "\n".join(line for line in lines if line) or None
 
 
 def _remembered(kv: KeyValue, key: str) -> bool:

@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -34,9 +33,10 @@ from workers.delivery.membership import MembershipCache, teams_scope
 from workers.delivery.render import (
     PRIVATE_HEADER,
     TeamsMessage,
+    answer_context,
+    headed,
     teams_answer,
     teams_notice,
-    view_line,
 )
 from workers.delivery.teams_question import TeamsQuestion
 from workers.delivery.teams_service import TeamsServiceError, make_adapter, with_retries
@@ -301,20 +301,12 @@ class TeamsDelivery:
         activity = self._activity(question, TeamsMessage(text, []))
         activity.type = "typing"
         activity.entities = [Entity.model_validate(info)]
-
-        async def send(connector: TeamsConnectorClient) -> str:
-            sent = await with_retries(
-                partial(
-                    connector.conversations.reply_to_activity,
-                    question.conversation_id,
-                    question.activity_id,
-                    activity,
-                ),
-                "stream",
-            )
-            return str(sent.id or stream_id or "")
-
-        return self.call(question, send)
+        sent = self._on_conversation(
+            question,
+            "stream",
+            lambda c: c.reply_to_activity(question.conversation_id, question.activity_id, activity),
+        )
+        return str(sent.id or stream_id or "")
 
     def stream_final(self, question: TeamsQuestion, stream_id: str, message: TeamsMessage) -> None:
         """The stream's final message: the checked answer, with its citations and feedback."""
@@ -323,47 +315,35 @@ class TeamsDelivery:
             {"type": "streaminfo", "streamId": stream_id, "streamType": "final"}
         )
         activity.entities = [*(activity.entities or []), final]
-
-        async def send(connector: TeamsConnectorClient) -> None:
-            await with_retries(
-                partial(
-                    connector.conversations.reply_to_activity,
-                    question.conversation_id,
-                    question.activity_id,
-                    activity,
-                ),
-                "stream final",
-            )
-
-        self.call(question, send)
+        self._on_conversation(
+            question,
+            "stream final",
+            lambda c: c.reply_to_activity(question.conversation_id, question.activity_id, activity),
+        )
 
     def edit(self, question: TeamsQuestion, activity_id: str, message: TeamsMessage) -> None:
         activity = self._activity(question, message)
         activity.id = activity_id
-
-        async def send(connector: TeamsConnectorClient) -> None:
-            await with_retries(
-                partial(
-                    connector.conversations.update_activity,
-                    question.conversation_id,
-                    activity_id,
-                    activity,
-                ),
-                "update",
-            )
-
-        self.call(question, send)
+        self._on_conversation(
+            question,
+            "update",
+            lambda c: c.update_activity(question.conversation_id, activity_id, activity),
+        )
 
     def delete(self, question: TeamsQuestion, activity_id: str) -> None:
-        async def remove(connector: TeamsConnectorClient) -> None:
-            await with_retries(
-                partial(
-                    connector.conversations.delete_activity, question.conversation_id, activity_id
-                ),
-                "delete",
-            )
+        self._on_conversation(
+            question, "delete", lambda c: c.delete_activity(question.conversation_id, activity_id)
+        )
 
-        self.call(question, remove)
+    def _on_conversation(
+        self, question: TeamsQuestion, what: str, operation: Callable[[Any], Awaitable[T]]
+    ) -> T:
+        """One call on the connector's conversations, retried as every Teams call is."""
+
+        async def run(connector: TeamsConnectorClient) -> T:
+            return await with_retries(lambda: operation(connector.conversations), what)
+
+        return self.call(question, run)
 
     def notify(self, question: TeamsQuestion, text: str) -> None:
         """A new message in the thread (command results), leaving earlier replies alone."""
@@ -426,8 +406,9 @@ class TeamsThread:
 
         return TeamsAnswerStream(self.delivery, self.question, self._render, self._posted)
 
-    def _render(self, answer: Answer, view: View) -> list[TeamsMessage]:
-        return teams_answer(answer, context=view_line(view, self._place))
+    def _render(self, answer: Answer, view: View, note: str | None = None) -> list[TeamsMessage]:
+        # One italic line in Teams: the parts joined by a space.
+        return teams_answer(answer, context=answer_context(view, self._place, note, " "))
 
     def history(self) -> list[Turn]:
         stored = self.delivery.kv.get(self._history_key)
@@ -447,9 +428,7 @@ class TeamsThread:
         return "this channel" if self.question.conversation_type == "channel" else "this chat"
 
     def post_answer(self, answer: Answer, view: View, note: str | None = None) -> None:
-        context = " ".join(line for line in (view_line(view, self._place), note) if line)
-        messages = teams_answer(answer, context=context or None)
-        ids = self.delivery.post(self.question, messages, remember=True)
+        ids = self.delivery.post(self.question, self._render(answer, view, note), remember=True)
         self._posted(ids, answer, remember=note is None)  # a note: a revision, already known
 
     def _posted(self, ids: list[str], answer: Answer, remember: bool = True) -> None:
@@ -465,10 +444,8 @@ class TeamsThread:
     def post_follow_up(
         self, answer: Answer, view: View, heading: str, key: str, note: str | None = None
     ) -> None:
-        headed = replace(answer, text=f"**{heading}**\n\n{answer.text}")
-        context = " ".join(line for line in (view_line(view, self._place), note) if line)
         unplaced = TeamsQuestion.from_payload(self.question.to_payload() | {"placeholder_id": None})
-        self.delivery.post(unplaced, teams_answer(headed, context=context or None), True, key)
+        self.delivery.post(unplaced, self._render(headed(answer, heading), view, note), True, key)
 
     def post_private(self, answer: Answer) -> None:
         place = "that channel" if self.question.conversation_type == "channel" else "that chat"
