@@ -65,7 +65,7 @@ class Dispatcher:
             return None
 
         def size() -> int:
-            with self.app.connection_for_read() as connection:
+            with self.app.connection_or_acquire() as connection:  # from the pool, not a new one
                 return int(connection.default_channel.client.llen(queue))
 
         try:
