@@ -1,10 +1,13 @@
 """Search latency and `ragbot ask` peak memory with 100k chunks in the embedded index.
 
 Usage: python -m benchmarks.search_latency [--chunks N] [--queries Q] [--audiences-only]
+                                            [--curation-only]
 
 Searches run as one reader (a DM, or the company-wide reader) and as channel audiences of 5, 50
 and 100 members (every member a distinct set of principals: the filter's worst case), in the
-same run and on the same index, so the figures compare side by side.
+same run and on the same index, so the figures compare side by side. `--curation-only` compares,
+the same way, searches without curation and with a channel scope (3 of 40 spaces), 50 hidden
+and 200 boosted or buried documents.
 
 The chunks are synthetic (random unit vectors, sparse vectors of random words, realistic
 payloads and a mix of ACLs), so the figures measure the engine and our query path, not a
@@ -28,6 +31,7 @@ import numpy as np
 from connectors.base import Document
 from workers.rag.audience import Audience
 from workers.rag.chunking import Chunk
+from workers.rag.curation import UNCURATED, Curation
 from workers.rag.embed import LocalE5Embedder
 from workers.rag.fusion import fuse, lexical_coverage
 from workers.rag.index_edge import EdgeIndex
@@ -35,6 +39,7 @@ from workers.rag.sparse import document_vector, query_vector
 from workers.readers import org_wide
 
 CHUNKS_PER_DOCUMENT = 10
+SPACES = 40  # each synthetic page lives in one of these (its place for channel scopes)
 ACLS = [
     (0.70, frozenset({"domain:acme.com"})),
     (0.20, frozenset({"public"})),
@@ -60,6 +65,7 @@ def build(path: Path, chunks: int, seed: int = 7) -> float:
             updated_at=datetime(2026, 11, 1, tzinfo=UTC),
             version="1",
             acl=acl,
+            places=(f"SPACE{d % SPACES}",),
         )
         texts = [" ".join(rng.choice(vocabulary, 80)) for _ in range(CHUNKS_PER_DOCUMENT)]
         batch = [
@@ -88,7 +94,25 @@ def channel_audience(members: int, seed: int = 3) -> Audience:
     return Audience.everyone_of(readers)
 
 
-def measure(path: Path, queries: int, audience: Audience, seed: int = 11) -> dict[str, float]:
+def admins_curation(chunks: int, seed: int = 5) -> Curation:
+    """A busy channel's choices: three spaces, and company-wide preferences on 250 pages."""
+    rng = np.random.default_rng(seed)
+    pages = [f"https://wiki/{d}" for d in rng.permutation(chunks // CHUNKS_PER_DOCUMENT)[:250]]
+    return Curation(
+        places=frozenset({"confluence:SPACE1", "confluence:SPACE2", "confluence:SPACE3"}),
+        boosted=frozenset(pages[:100]),
+        buried=frozenset(pages[100:200]),
+        hidden=frozenset(pages[200:]),
+    )
+
+
+def measure(
+    path: Path,
+    queries: int,
+    audience: Audience,
+    seed: int = 11,
+    curation: Curation = UNCURATED,
+) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     index = EdgeIndex(path, LocalE5Embedder.dim)
 
@@ -101,12 +125,16 @@ def measure(path: Path, queries: int, audience: Audience, seed: int = 11) -> dic
         vector /= np.linalg.norm(vector)
         question = " ".join(f"term{i}" for i in rng.integers(0, 20_000, 5))
         started = time.perf_counter()
-        dense = index.search_dense(vector, audience, 50)
-        sparse = index.search_sparse(query_vector(question), audience, 50)
+        dense = index.search_dense(vector, audience, 50, curation)
+        sparse = index.search_sparse(query_vector(question), audience, 50, curation)
         coverage = lexical_coverage(question, sparse[0] if sparse else None)
-        fused = fuse(dense, sparse, coverage)[:10]
+        fused = curation.lean(fuse(dense, sparse, coverage))[:10]
         timings.append(time.perf_counter() - started)
         assert all(h.document_id.startswith("bench:") for h in fused)
+        assert not curation.places or all(
+            int(h.document_id[6:]) % SPACES in (1, 2, 3) for h in fused
+        )
+        assert all(h.url not in curation.hidden for h in fused)
     index.close()
     ms = np.array(timings) * 1000
     return {
@@ -167,6 +195,23 @@ def ask_peak_memory(data_dir: Path) -> dict[str, object]:
     }
 
 
+def compare_curation(path: Path, queries: int, curation: Curation) -> None:
+    """Without and with a scope and document preferences, interleaved, for two audiences."""
+    audiences = {
+        "one reader (company-wide)": Audience.of(org_wide(["acme.com"])),
+        "channel of 50 members": channel_audience(50),
+    }
+    rounds = {"no curation": UNCURATED, "scope + hide + boost/bury": curation}
+    for _ in range(2):
+        for audience_name, audience in audiences.items():
+            for round_name, chosen in rounds.items():
+                search = measure(path, queries, audience, curation=chosen)
+                print(
+                    f"hybrid search, {audience_name}, {round_name}: "
+                    f"p50 {search['p50_ms']:.2f} ms, p99 {search['p99_ms']:.2f} ms"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=100_000)
@@ -175,6 +220,11 @@ def main() -> None:
     parser.add_argument(
         "--audiences-only", action="store_true", help="skip query embedding and peak memory"
     )
+    parser.add_argument(
+        "--curation-only",
+        action="store_true",
+        help="only compare searches with and without curation",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ragbot-bench-") as tmp:
         data_dir = args.data_dir or Path(tmp)
@@ -182,6 +232,9 @@ def main() -> None:
         if not path.exists():
             build_seconds = build(path, args.chunks)
             print(f"built {args.chunks} chunks in {build_seconds:.1f} s")
+        if args.curation_only:
+            compare_curation(path, args.queries, admins_curation(args.chunks))
+            return
         audiences = {
             "one reader (company-wide)": Audience.of(org_wide(["acme.com"])),
             "channel of 5 members": channel_audience(5),

@@ -20,6 +20,7 @@ from bot.dispatch import Dispatcher
 from bot.outage import ToldOnce
 from bot.store import AsyncStore
 from workers import jobs
+from workers.gap_log import GAP_LOG, GAP_LOG_ENTRIES, UNHELPFUL, gap_entry
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ SLOW_DOWN = (
     "question."
 )
 FEEDBACK_LOG = "feedback"
+GAP_VOTE_SECONDS = 30 * 86400  # as long as the answer record a vote refers to
 
 Say = Callable[[str], Awaitable[object]]
 
@@ -147,3 +149,13 @@ class Intake:
             record["comment"] = comment
         await self.store.append(FEEDBACK_LOG, json.dumps(record))
         metrics.FEEDBACK.labels(self.platform, vote).inc()
+        answered = record["answer"] if isinstance(record["answer"], dict) else {}
+        question = answered.get("question")
+        # A 👎 makes the question a knowledge gap, once per person however often they click.
+        if (
+            vote == "down"
+            and question
+            and await self.store.claim(f"gap_vote:{question_id}:{user}", GAP_VOTE_SECONDS)
+        ):
+            entry = gap_entry(str(question), str(answered.get("where") or ""), UNHELPFUL)
+            await self.store.log(GAP_LOG, entry, GAP_LOG_ENTRIES)

@@ -46,6 +46,9 @@ class AsyncStore:
     async def append(self, key: str, value: str) -> None:
         await self._run(lambda: self.kv.append(key, value))
 
+    async def log(self, key: str, value: str, keep: int) -> None:
+        await self._run(lambda: self.kv.log(key, value, keep))
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 

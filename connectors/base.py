@@ -34,6 +34,9 @@ class Document:
     acl: frozenset[str]
     breadcrumbs: tuple[str, ...] = ()
     labels: tuple[str, ...] = field(default=())
+    # Where it lives, outermost first, as scope names without the source (`/ragbot scope`):
+    # a Confluence space key; a shared drive's and its folders' ids; `eng/`, `eng/runbooks/`.
+    places: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.updated_at.tzinfo is None:

@@ -196,6 +196,7 @@ class ConfluenceConnector:
                 str(label.get("name"))
                 for label in result.get("metadata", {}).get("labels", {}).get("results", [])
             ),
+            places=(str(space["key"]),) if space.get("key") else (),
         )
         yield page
         if problem:
@@ -254,6 +255,7 @@ class ConfluenceConnector:
                 acl=page.acl,
                 breadcrumbs=(*page.breadcrumbs, page.title),
                 labels=page.labels,
+                places=page.places,
             )
 
     def _acl(

@@ -166,6 +166,7 @@ class FilesConnector:
             version=hashlib.sha256(data).hexdigest()[:24],
             acl=self._acl_for(path),
             breadcrumbs=tuple(relative.parent.parts),
+            places=folder_places(relative.parent.parts),
         )
 
     def _acl_for(self, path: Path) -> frozenset[str]:
@@ -229,3 +230,8 @@ def _kind(mode: int) -> str:
 
 def _log_walk_error(exc: OSError) -> None:
     log.warning("could not list %s: %s", exc.filename, exc.strerror)
+
+
+def folder_places(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """A file's folders as places, outermost first: ("eng/", "eng/runbooks/")."""
+    return tuple("".join(f"{part}/" for part in parts[: depth + 1]) for depth in range(len(parts)))

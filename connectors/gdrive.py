@@ -67,8 +67,9 @@ DOWNLOADED = {
 EXPORT_LIMIT = "exportSizeLimitExceeded"
 EXPORT_BYTES = 10 * 1024 * 1024  # Google exports nothing larger
 NOT_DOWNLOADABLE = ("cannotDownloadFile", "cannotExportFile", "fileNotDownloadable")
+MAX_FOLDER_DEPTH = 32  # folders above a file that become its places
 FILE_FIELDS = (
-    "id,name,mimeType,modifiedTime,version,size,md5Checksum,webViewLink,trashed,driveId,"
+    "id,name,mimeType,modifiedTime,version,size,md5Checksum,webViewLink,trashed,driveId,parents,"
     "permissions(type,role,emailAddress,domain,allowFileDiscovery,deleted),"
     "shortcutDetails(targetId,targetMimeType),capabilities(canDownload)"
 )
@@ -107,6 +108,7 @@ class GoogleDriveConnector:
         self.config = config
         self._known: Mapping[str, set[str]] = {}
         self._drive_names: dict[str, str] = {}
+        self._folder_parents: dict[str, str | None] = {}
         self._all_users: tuple[str, ...] | None = None
 
     # -- the Connector protocol ---------------------------------------------------------------
@@ -334,6 +336,7 @@ class GoogleDriveConnector:
             version=version,
             acl=acl,
             breadcrumbs=self._breadcrumbs(corpus, file),
+            places=self._places(corpus, file),
         )
 
     def _shortcut_target(self, corpus: Corpus, target: str, seen: set[str]) -> Iterator[PollItem]:
@@ -405,6 +408,36 @@ class GoogleDriveConnector:
                     return None
                 raise
         return principals(permissions)
+
+    def _places(self, corpus: Corpus, file: dict[str, Any]) -> tuple[str, ...]:
+        """The shared drive and every folder above the file, outermost first (`/ragbot scope
+        add gdrive:<id>`). Each folder's parent is asked once per connector; a folder we may
+        not open ends the chain there."""
+        chain: list[str] = []
+        parents = file.get("parents") or []
+        folder: str | None = str(parents[0]) if parents else None
+        while folder and folder not in chain and len(chain) < MAX_FOLDER_DEPTH:
+            chain.append(folder)
+            if folder not in self._folder_parents:
+                self._folder_parents[folder] = self._parent_of(corpus, folder)
+            folder = self._folder_parents[folder]
+        drive_id = str(file.get("driveId") or "")
+        outermost_first = [f for f in reversed(chain) if f != drive_id]
+        return tuple(([drive_id] if drive_id else []) + outermost_first)
+
+    def _parent_of(self, corpus: Corpus, folder: str) -> str | None:
+        try:
+            found = self.client.execute(
+                self._drive(corpus)
+                .files()
+                .get(fileId=folder, fields="id,parents", supportsAllDrives=True)
+            )
+        except DriveApiError as exc:
+            if exc.status in (403, 404):  # above what we may open: the chain ends here
+                return None
+            raise
+        parents = found.get("parents") or []
+        return str(parents[0]) if parents else None
 
     def _breadcrumbs(self, corpus: Corpus, file: dict[str, Any]) -> tuple[str, ...]:
         drive_id = file.get("driveId")

@@ -17,6 +17,7 @@ class HashEmbedder:
     dim = EMBED_DIM
     close_similarity = 0.6
     floor_similarity = 0.2
+    same_question_similarity = 0.8
 
     def __init__(self) -> None:
         self.passages_embedded = 0

@@ -96,6 +96,7 @@ def test_pages_become_documents_with_structure_links_and_labels(fake: FakeConflu
     assert "```bash\nacme release rollback --to previous\n```" in runbook.text
     assert "| SEV1 | 15 minutes |" in runbook.text and "**Warning:**" in runbook.text
     assert runbook.breadcrumbs == ("Engineering",) and runbook.labels == ("runbook", "ops")
+    assert runbook.places == ("ENG",), "the space key is the page's place for channel scopes"
     assert runbook.version == "1" and runbook.updated_at.tzinfo is not None
     assert docs["confluence:2002"].breadcrumbs == ("Engineering", "Salaries")
 

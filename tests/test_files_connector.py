@@ -85,6 +85,7 @@ def test_a_folder_acl_restricts_its_files_and_fails_closed_when_empty(tmp_path: 
     assert isinstance(bands, Document)
     assert bands.acl == frozenset({"group:files:hr", "user:dana@acme.com"})
     assert bands.breadcrumbs == ("hr", "sub")
+    assert bands.places == ("hr/", "hr/sub/"), "each folder is a place for channel scopes"
     locked = items["files:locked/x.md"]
     assert isinstance(locked, Document) and locked.acl == frozenset()
 

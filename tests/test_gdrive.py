@@ -75,6 +75,7 @@ def fake(tmp_path: Path) -> Iterator[FakeDrive]:
             b"# Leave\n\nParental leave is 16 weeks.",
             SAM,
             permissions=[DOMAIN_READER],
+            parents=["folder"],
         ),
         DriveFile(
             "budget",
@@ -98,7 +99,10 @@ def fake(tmp_path: Path) -> Iterator[FakeDrive]:
             PDF,
             text_pdf(["Rollback: acme release rollback"]),
             drive_id=DRIVE,
+            parents=["ops"],
         ),
+        DriveFile("ops", "Ops", FOLDER, drive_id=DRIVE, parents=["oncall"]),
+        DriveFile("oncall", "On-call", FOLDER, drive_id=DRIVE, parents=[DRIVE]),
         DriveFile(
             "onboard",
             "Onboarding.docx",
@@ -115,7 +119,7 @@ def fake(tmp_path: Path) -> Iterator[FakeDrive]:
             SAM,
             permissions=[{"type": "anyone", "role": "reader", "allowFileDiscovery": True}],
         ),
-        DriveFile("folder", "Team folder", FOLDER, owner=SAM),
+        DriveFile("folder", "Team folder", FOLDER, owner=SAM, parents=["root-of-sam"]),
         DriveFile("shortcut", "Leave (shortcut)", SHORTCUT, owner=SAM, shortcut_target="leave"),
         DriveFile("video", "All hands.mp4", "video/mp4", b"\0" * 100, SAM),
         DriveFile("huge", "Scans.pdf", PDF, b"%PDF" + b"\0" * (21 * 1024 * 1024), SAM),
@@ -162,6 +166,10 @@ def test_every_kind_of_file_becomes_a_document_with_its_link_and_sharing(
     assert "Laptops arrive on day one." in docs["gdrive:onboard"].text
     assert docs["gdrive:leave"].url == "https://docs.google.com/open?id=leave"
     assert docs["gdrive:runbook"].breadcrumbs == ("Google Drive", "Engineering")
+    # Places for channel scopes: the shared drive, then each folder down to the file's.
+    assert docs["gdrive:runbook"].places == (DRIVE, "oncall", "ops")
+    assert docs["gdrive:leave"].places == ("root-of-sam", "folder"), "ends where reach ends"
+    assert docs["gdrive:press"].places == ()
     assert len([d for d in docs if d.startswith("gdrive:note")]) == 25
     assert not {"gdrive:folder", "gdrive:shortcut", "gdrive:video"} & docs.keys()
     skipped = {i.id: i.reason for i in items if isinstance(i, Skipped)}

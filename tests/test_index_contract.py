@@ -4,6 +4,7 @@ a server)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from connectors.base import Document
 from tests.support import HashEmbedder
 from workers.rag.audience import Audience
 from workers.rag.chunking import Chunker
+from workers.rag.curation import UNCURATED, Curation
 from workers.rag.index import Index
 from workers.rag.index_edge import EdgeIndex
 from workers.rag.index_server import ServerIndex
@@ -241,3 +243,43 @@ def test_the_index_knows_its_average_passage_length(index: Index) -> None:
         write(index, document)
         lengths += [len(terms(c.embed_text)) for c in CHUNKER.chunk(document)]
     assert index.term_statistics() == (len(lengths), sum(lengths))
+
+
+def placed(doc_id: str, source: str, places: tuple[str, ...], acl: set[str]) -> Document:
+    return replace(
+        doc(doc_id, f"travel booking rules for {doc_id}", acl, source=source), places=places
+    )
+
+
+def test_a_scope_keeps_the_search_to_its_places_and_hidden_documents_never_show(
+    index: Index,
+) -> None:
+    write(index, placed("eng-page", "confluence", ("ENG",), {"public"}))
+    write(index, placed("hr-page", "confluence", ("HR",), {"public"}))
+    write(index, placed("runbook", "files", ("eng/", "eng/runbooks/"), {"public"}))
+    write(index, placed("top", "files", (), {"public"}))
+    write(index, placed("eng-secret", "confluence", ("ENG",), {"user:dana@acme.com"}))
+    index.commit()
+    retriever = Retriever(EMBEDDER, index)
+
+    def found(curation: Curation, audience: Audience = PUBLIC) -> set[str]:
+        hits = retriever.search("travel booking rules", audience, 20, curation=curation).hits
+        return {hit.document_id for hit in hits}
+
+    everything = {"eng-page", "hr-page", "runbook", "top"}
+    assert found(UNCURATED) == everything
+    assert found(Curation(places=frozenset({"confluence:ENG"}))) == {"eng-page"}
+    assert found(Curation(places=frozenset({"files:eng/"}))) == {"runbook"}
+    assert found(Curation(places=frozenset({"files"}))) == {"runbook", "top"}
+    both = Curation(places=frozenset({"confluence:ENG", "files:eng/runbooks/"}))
+    assert found(both) == {"eng-page", "runbook"}
+    assert found(Curation(places=frozenset({"confluence:SALES"}))) == set()
+    hidden = Curation(hidden=frozenset({"https://example.com/hr-page"}))
+    assert found(hidden) == everything - {"hr-page"}
+    # A scope never widens what a reader may open: Dana's own page joins, no one else's.
+    dana = Audience.of({"public", "user:dana@acme.com"})
+    assert found(Curation(places=frozenset({"confluence:ENG"})), dana) == {"eng-page", "eng-secret"}
+    assert found(
+        Curation(places=frozenset({"confluence:ENG"})),
+        Audience.everyone_of([{"public", "user:dana@acme.com"}, {"public"}]),
+    ) == {"eng-page"}

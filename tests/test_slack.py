@@ -59,12 +59,14 @@ class SlackStack(Stack):
             headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
         return httpx.post(self.url + "/slack/events", content=body, headers=headers, timeout=10)
 
-    def command(self, text: str, user: str, response_id: str, fake: FakeSlack) -> httpx.Response:
+    def command(
+        self, text: str, user: str, response_id: str, fake: FakeSlack, channel: str = "C0GENERAL"
+    ) -> httpx.Response:
         body = urlencode(
             {
                 "token": "unused",
                 "team_id": TEAM,
-                "channel_id": "C0GENERAL",
+                "channel_id": channel,
                 "user_id": user,
                 "command": "/ragbot",
                 "text": text,

@@ -32,6 +32,7 @@ from workers.answer_records import (
     document_state,
 )
 from workers.conversation_settings import updates_off_key
+from workers.curation_store import load_curation
 from workers.delivery.chat import ChatThread
 from workers.kv import KeyValue
 from workers.rag.answer import Answer, AnswerService, SourceRef, passage_print
@@ -234,7 +235,11 @@ class AnswerUpkeep:
         versions = sorted(f"{s.document_id}@{changed[s.document_id][0]}" for s in moved)
         digest = hashlib.sha256("\n".join(versions).encode()).hexdigest()[:12]
         key = f"{record.question_id}:update:{digest}"
-        fresh = self.service().answer(record.question, record.view.audience, record.turns)
+        # The conversation's scope and hidden documents as they are now, like a new question.
+        curation = load_curation(self.kv, record.conversation)
+        fresh = self.service().answer(
+            record.question, record.view.audience, record.turns, curation=curation
+        )
         title = moved[0].title
         heading = UPDATE_HEADING.format(title=title, date=date)
         thread.post_follow_up(fresh, record.view, heading, key)

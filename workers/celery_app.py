@@ -83,6 +83,10 @@ def _apply(app: Celery, settings: Settings) -> None:
                 "schedule": float(settings.ragbot_deletion_check_seconds),
                 "kwargs": {"check_deletions": True},
             },
+            "knowledge-gaps-digest": {  # posts only where an admin said `gaps weekly on`
+                "task": jobs.GAPS_DIGEST,
+                "schedule": float(settings.ragbot_gaps_digest_seconds),
+            },
         },
     )
     if settings.redis_url:

@@ -24,6 +24,7 @@ from workers.delivery.chat import (
 from workers.kv import StoreUnavailable
 from workers.rag.answer import Answer, AnswerService
 from workers.rag.audience import Audience
+from workers.rag.curation import UNCURATED, Curation
 from workers.rag.embed import EmbeddingError
 from workers.rag.index import IndexUnavailable
 from workers.rag.llm import LLMError
@@ -54,6 +55,7 @@ def answer_in_thread(
     service: Callable[[], AnswerService],
     rules: ViewRules,
     private_addon: bool = True,
+    curation: Curation = UNCURATED,
 ) -> Outcome:
     """Answers and replies; a failure of the index or the model is explained in the thread
     (opening the index included: `service` builds the answer service when first needed)."""
@@ -69,7 +71,7 @@ def answer_in_thread(
         if stream is not None:
             stream.begin()
         answer = answerer.answer(
-            thread.text, view.audience, history, stream.write if stream else None
+            thread.text, view.audience, history, stream.write if stream else None, curation
         )
     except (IndexUnavailable, EmbeddingError) as exc:
         log.warning("answer %s failed: %s", thread.question_id, exc.__class__.__name__)
@@ -84,7 +86,7 @@ def answer_in_thread(
     else:
         thread.post_answer(answer, view)
     if private_addon and view.asker is not None:
-        _add_privately(thread, service(), view, history)
+        _add_privately(thread, service(), view, history, curation)
     return Outcome("abstained" if answer.abstained else "answered", answer, view, tuple(history))
 
 
@@ -112,14 +114,18 @@ def _view(thread: ChatThread, rules: ViewRules) -> View:
 
 
 def _add_privately(
-    thread: ChatThread, service: AnswerService, view: View, history: list[Turn]
+    thread: ChatThread,
+    service: AnswerService,
+    view: View,
+    history: list[Turn],
+    curation: Curation,
 ) -> None:
     """The asker's own answer, to the asker alone, when it cites what the others may not open.
 
     The public answer is already out; a failure here is logged and the add-on skipped."""
     assert view.asker is not None
     try:
-        private = service.private_addon(thread.text, view.asker, view.audience, history)
+        private = service.private_addon(thread.text, view.asker, view.audience, history, curation)
     except (IndexUnavailable, EmbeddingError, LLMError) as exc:
         log.warning("private add-on for %s skipped: %s", thread.question_id, exc)
         return
@@ -183,23 +189,27 @@ class PatientThread:
     def revisable(self) -> bool:
         return self.inner.revisable
 
+    @property
+    def where(self) -> str:
+        return self.inner.where
+
     def view(self, rules: ViewRules) -> View:
-        return self._patiently(lambda: self.inner.view(rules))
+        return self.patiently(lambda: self.inner.view(rules))
 
     def history(self) -> list[Turn]:
-        return self._patiently(self.inner.history)
+        return self.patiently(self.inner.history)
 
     def stream(self) -> AnswerStream | None:
-        inner = self._patiently(self.inner.stream)  # reads what an earlier run posted
-        return PatientStream(inner, self._patiently) if inner else None
+        inner = self.patiently(self.inner.stream)  # reads what an earlier run posted
+        return PatientStream(inner, self.patiently) if inner else None
 
     def post_answer(self, answer: Answer, view: View, note: str | None = None) -> None:
-        self._patiently(lambda: self.inner.post_answer(answer, view, note))
+        self.patiently(lambda: self.inner.post_answer(answer, view, note))
 
     def post_follow_up(
         self, answer: Answer, view: View, heading: str, key: str, note: str | None = None
     ) -> None:
-        self._patiently(lambda: self.inner.post_follow_up(answer, view, heading, key, note))
+        self.patiently(lambda: self.inner.post_follow_up(answer, view, heading, key, note))
 
     def post_private(self, answer: Answer) -> None:
         """Once: the add-on is a courtesy after the answer (the platform clients still retry
@@ -207,9 +217,10 @@ class PatientThread:
         self.inner.post_private(answer)
 
     def post_notice(self, text: str, new_message: bool = False) -> None:
-        self._patiently(lambda: self.inner.post_notice(text, new_message))
+        self.patiently(lambda: self.inner.post_notice(text, new_message))
 
-    def _patiently(self, call: Callable[[], T]) -> T:
+    def patiently(self, call: Callable[[], T]) -> T:
+        """`call`, again after each delay while the platform or the store fails."""
         for delay in self.delays:
             try:
                 return call()

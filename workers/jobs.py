@@ -13,6 +13,8 @@ SYNC_ALL = "ragbot.sync_all"
 ADMIN_STATUS = "ragbot.admin_status"
 STATUS = "ragbot.status"
 ASK = "ragbot.ask"
+ADMIN_GAPS = "ragbot.admin_gaps"
+GAPS_DIGEST = "ragbot.gaps_digest"
 
 ANSWER_QUEUE = "answer"
 INDEX_QUEUE = "index"

@@ -33,6 +33,14 @@ class KeyValue(Protocol):
         """Append to a list that never expires (audit records such as feedback)."""
         ...
 
+    def log(self, key: str, value: str, keep: int) -> None:
+        """Append to a list that keeps only its newest `keep` entries."""
+        ...
+
+    def recent(self, key: str) -> list[str]:
+        """A kept list, oldest first."""
+        ...
+
     def counters(self) -> dict[str, float]: ...
 
     def add_many(self, amounts: dict[str, float]) -> None:
@@ -108,6 +116,19 @@ class RedisKeyValue:
 
     def append(self, key: str, value: str) -> None:
         self._run(lambda: self._client.rpush(self._prefix + key, value))
+
+    def log(self, key: str, value: str, keep: int) -> None:
+        def add() -> None:
+            pipeline = self._client.pipeline(transaction=False)
+            pipeline.rpush(self._prefix + key, value)
+            pipeline.ltrim(self._prefix + key, -keep, -1)
+            pipeline.execute()
+
+        self._run(add)
+
+    def recent(self, key: str) -> list[str]:
+        raw = self._run(lambda: self._client.lrange(self._prefix + key, 0, -1))
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
 
     def add_many(self, amounts: dict[str, float]) -> None:
         def add() -> None:
@@ -189,6 +210,16 @@ class MemoryKeyValue:
     def append(self, key: str, value: str) -> None:
         with self._lock:
             self._lists.setdefault(key, []).append(value)
+
+    def log(self, key: str, value: str, keep: int) -> None:
+        with self._lock:
+            kept = self._lists.setdefault(key, [])
+            kept.append(value)
+            del kept[:-keep]
+
+    def recent(self, key: str) -> list[str]:
+        with self._lock:
+            return list(self._lists.get(key, []))
 
     def add_many(self, amounts: dict[str, float]) -> None:
         with self._lock:

@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     ragbot_worker_threads: int = Field(default=32, ge=1, le=256)
     ragbot_sync_interval_seconds: int = Field(default=300, ge=10)
     ragbot_deletion_check_seconds: int = Field(default=3600, ge=60)
+    # The knowledge-gaps digest (only where an admin said `gaps weekly on`): weekly.
+    ragbot_gaps_digest_seconds: int = Field(default=7 * 86400, ge=3600)
     ragbot_idempotency_ttl_seconds: int = Field(default=3600, ge=900)
 
     @field_validator(

@@ -22,9 +22,19 @@ from workers.answer_records import AnswerRecords, posted_answer
 from workers.answer_upkeep import AnswerUpkeep, UpkeepRules
 from workers.celery_app import app, configured_settings
 from workers.chat_answer import Outcome, PatientThread, answer_in_thread
+from workers.curation_store import load_curation
 from workers.delivery.chat import ChatThread, DeliveryError, ViewRules
 from workers.delivery.platforms import Deliveries
+from workers.gap_log import (
+    DIGEST_DAYS,
+    GAPS_FAILED,
+    QUESTION_CHARS,
+    UNANSWERED,
+    digest_targets,
+    record_gap,
+)
 from workers.ingest.sync import SyncFailed
+from workers.knowledge_gaps import gaps_report
 from workers.kv import KeyValue, RedisKeyValue, StoreUnavailable, process_store
 from workers.rag.audience import Audience
 from workers.rag.embed import EmbeddingError
@@ -132,6 +142,9 @@ def answer(platform: str, payload: dict[str, Any]) -> None:
     thread = PatientThread(ctx.deliveries.thread(platform, payload))
     started = time.perf_counter()
     try:
+        # The conversation's scope and the hidden documents: retried like delivery, since
+        # answering without them could show what admins took out of this conversation.
+        curation = thread.patiently(lambda: load_curation(ctx.kv, thread.conversation))
         outcome = answer_in_thread(
             thread,
             ctx.runtime.answer_service,
@@ -141,6 +154,7 @@ def answer(platform: str, payload: dict[str, Any]) -> None:
                 ctx.settings.ragbot_channel_max_members,
             ),
             ctx.settings.ragbot_private_addon,
+            curation,
         )
     except SoftTimeLimitExceeded:
         _notify_quietly(thread.inner, SLOW_ANSWER)
@@ -165,9 +179,16 @@ def answer(platform: str, payload: dict[str, Any]) -> None:
     _observe(ctx, amounts)  # one round trip for all of the answer's metrics
     if outcome.answer is not None:
         result = outcome.answer
-        record = {"sources": [s.url for s in result.sources], "abstained": result.abstained}
+        record = {
+            "sources": [s.url for s in result.sources],
+            "abstained": result.abstained,
+            "question": thread.text[:QUESTION_CHARS],  # a 👎 makes it a knowledge gap
+            "where": thread.where,
+        }
         try:
             ctx.kv.put(f"answer:{thread.question_id}", json.dumps(record), ANSWER_MEMORY_SECONDS)
+            if result.abstained:
+                record_gap(ctx.kv, thread.text, thread.where, UNANSWERED)
         except StoreUnavailable:
             log.warning("feedback for %s will lack its answer record", thread.question_id)
         if result.sources and outcome.view is not None and thread.revisable:
@@ -287,6 +308,36 @@ def admin_status(reply_to: ReplyTo = None) -> str:
     return text
 
 
+@app.task(name=jobs.ADMIN_GAPS, acks_late=False)
+def admin_gaps(days: int, reply_to: ReplyTo = None) -> str:
+    """`gaps [days]`: the most-asked questions that went unanswered or got a 👎."""
+    ctx = context()
+    try:
+        text = gaps_report(ctx.kv, ctx.runtime.embedder, days)
+    except (StoreUnavailable, EmbeddingError) as exc:
+        log.warning("gaps report failed: %s", exc)
+        text = GAPS_FAILED
+    if reply_to:
+        _report(reply_to, text)
+    return text
+
+
+@app.task(name=jobs.GAPS_DIGEST, acks_late=False)
+def gaps_digest() -> str | None:
+    """The weekly knowledge-gaps digest, to the conversation admins chose (`gaps weekly`)."""
+    ctx = context()
+    try:
+        targets = digest_targets(ctx.kv)
+        if not targets:
+            return None
+        text = gaps_report(ctx.kv, ctx.runtime.embedder, DIGEST_DAYS)
+    except (StoreUnavailable, EmbeddingError) as exc:
+        log.warning("gaps digest skipped: %s", exc)
+        return None
+    _report(targets, text)
+    return text
+
+
 @app.task(name=jobs.STATUS, acks_late=False)
 def status() -> list[dict[str, Any]]:
     """`ragbot status` when the worker owns the index."""
@@ -299,7 +350,11 @@ def ask(question: str, reader: str | None = None) -> dict[str, object]:
     ctx = context()
     settings = ctx.settings
     principals = ctx.runtime.reader(reader) if reader else org_wide(settings.ragbot_org_domains)
-    return ctx.runtime.answer_service().answer(question, Audience.of(principals)).to_json()
+    curation = load_curation(ctx.kv, None)  # hidden documents stay hidden here too
+    answer = ctx.runtime.answer_service().answer(
+        question, Audience.of(principals), curation=curation
+    )
+    return answer.to_json()
 
 
 def _report(reply_to: str | dict[str, Any], text: str) -> None:

@@ -49,8 +49,11 @@ HELP = (
     "*Ask me about our docs:* mention me in a channel, DM me, or reply in a thread I answered.\n"
     "`/ragbot ask <question>` answers just for you.\n"
     f"Admins: `/ragbot status` · `/ragbot reindex [{admin.SOURCE_CHOICES}] [--full]` · "
-    "`/ragbot updates on|off` (answer updates in this channel)"
+    "`/ragbot updates on|off` (answer updates in this channel) · "
+    "`/ragbot scope [list|add|remove] <place>` (what this channel answers from) · "
+    "`/ragbot doc [list|boost|bury|hide|reset] <link>` · `/ragbot gaps [days|weekly on|off]`"
 )
+ADMIN_VERBS = ("status", "reindex", "updates", "scope", "doc", "gaps")
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 
 
@@ -262,19 +265,29 @@ class SlackFrontDoor:
             if await self.intake.send(say, jobs.ANSWER, "slack", question.to_payload()):
                 metrics.QUESTIONS.labels("slack", "command").inc()
             return
-        if verb not in ("status", "reindex", "updates"):
+        if verb not in ADMIN_VERBS:
             await ack(HELP)
             return
         if not await self._is_admin(command.get("user_id", ""), client):
             await ack(admin.NOT_ADMIN)
             return
+        conversation = slack_conversation(command.get("team_id", ""), command.get("channel_id", ""))
+        if verb in ("scope", "doc"):
+            try:
+                if verb == "scope":
+                    await ack(await admin.scope_command(self.store, conversation, words[1:]))
+                else:
+                    await ack(await admin.doc_command(self.store, words[1:]))
+            except StoreUnavailable:
+                await ack(admin.SETTING_NOT_SAVED)
+            return
+        if verb == "gaps":
+            await self._on_gaps(ack, say, command, words[1:])
+            return
         if verb == "updates":
             if words[1:] not in (["on"], ["off"]):
                 await ack(admin.UPDATES_USAGE)
                 return
-            conversation = slack_conversation(
-                command.get("team_id", ""), command.get("channel_id", "")
-            )
             try:
                 await ack(await admin.set_updates(self.store, conversation, words[1] == "on"))
             except StoreUnavailable:
@@ -293,6 +306,34 @@ class SlackFrontDoor:
         for source in plan.sources:
             if not await self.intake.send(say, jobs.SYNC_SOURCE, source, full, response_url):
                 return
+
+    async def _on_gaps(self, ack: Any, say: Any, command: dict[str, Any], args: list[str]) -> None:
+        """A report (ephemeral: it quotes questions asked in private) or the weekly digest."""
+        plan = admin.plan_gaps(args)
+        if plan.usage:
+            await ack(plan.usage)
+            return
+        if plan.digest is not None:
+            channel = str(command.get("channel_id", ""))
+            target = SlackQuestion(
+                team_id=command.get("team_id", ""),
+                channel_id=channel,
+                user_id=command.get("user_id", ""),
+                text="",
+                message_ts="",
+                thread_ts="",
+                is_direct=channel.startswith("D"),
+            )
+            try:
+                reply = await admin.set_digest(
+                    self.store, "slack", target.to_payload() if plan.digest else None
+                )
+            except StoreUnavailable:
+                reply = admin.SETTING_NOT_SAVED
+            await ack(reply)
+            return
+        await ack(admin.GATHERING_GAPS)
+        await self.intake.send(say, jobs.ADMIN_GAPS, plan.days, command.get("response_url"))
 
     async def _is_admin(self, user_id: str, client: AsyncWebClient) -> bool:
         if admin.is_admin([user_id], self.settings):

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,7 +61,9 @@ PLACEHOLDER = "Searching the docs… 🔎"
 HELP = (
     "**Ask me about our docs:** mention me in a channel or chat with me here.\n\n"
     f"Admins: `status` · `reindex [{admin.SOURCE_CHOICES}] [--full]` · "
-    "`updates on|off` (answer updates in this conversation)"
+    "`updates on|off` (answer updates in this conversation) · "
+    "`scope [list|add|remove] <place>` (what this conversation answers from) · "
+    "`doc [list|boost|bury|hide|reset] <link>` · `gaps [days|weekly on|off]` (in a personal chat)"
 )
 FEEDBACK_INVOKE = "message/submitAction"
 # Replies made while Teams waits for our HTTP response: Teams re-sends after 15 s.
@@ -238,8 +241,13 @@ class TeamsFrontDoor:
             await say(admin.NOT_ADMIN)
             return
         reply_to = {"teams": question.to_payload()}
+        conversation = teams_conversation(question.tenant_id, question.conversation_id)
+        if command.verb in ("scope", "doc", "gaps"):
+            reply = await self._curation_reply(question, command, conversation, say)
+            if reply:
+                await say(reply)
+            return
         if command.verb == "updates":
-            conversation = teams_conversation(question.tenant_id, question.conversation_id)
             try:
                 reply = await admin.set_updates(
                     self.store, conversation, command.sources == ("on",)
@@ -260,6 +268,33 @@ class TeamsFrontDoor:
         for source in plan.sources:
             if not await self.intake.send(say, jobs.SYNC_SOURCE, source, command.full, reply_to):
                 return
+
+    async def _curation_reply(
+        self,
+        question: TeamsQuestion,
+        command: Command,
+        conversation: str,
+        say: Callable[[str], Awaitable[None]],
+    ) -> str | None:
+        """`scope` and `doc` are answered here; `gaps` reports come from a worker."""
+        try:
+            if command.verb == "scope":
+                return await admin.scope_command(self.store, conversation, command.args)
+            if command.verb == "doc":
+                return await admin.doc_command(self.store, command.args)
+            plan = admin.plan_gaps(command.args)
+            if plan.usage:
+                return plan.usage
+            if plan.digest is not None:
+                target = question.to_payload() if plan.digest else None
+                return await admin.set_digest(self.store, "teams", target)
+        except StoreUnavailable:
+            return admin.SETTING_NOT_SAVED
+        if question.conversation_type != "personal":  # it quotes questions asked in private
+            return admin.GAPS_ONLY_IN_PRIVATE
+        await say(admin.GATHERING_GAPS)
+        await self.intake.send(say, jobs.ADMIN_GAPS, plan.days, {"teams": question.to_payload()})
+        return None
 
     async def _is_admin(
         self, connector: ConnectorClientBase | None, question: TeamsQuestion

@@ -56,6 +56,7 @@ class DriveFile:
     can_download: bool = True
     shortcut_target: str | None = None
     export_size: int | None = None  # pretend size of a Google-native export
+    parents: list[str] = field(default_factory=list)  # folder ids (a shared drive's root: its id)
 
 
 @dataclass
@@ -236,6 +237,8 @@ class FakeDrive:
         if not file.mime.startswith("application/vnd.google-apps"):
             resource["size"] = str(len(file.content))
             resource["md5Checksum"] = f"{hash(file.content) & 0xFFFFFFFF:08x}"
+        if file.parents:
+            resource["parents"] = list(file.parents)
         if file.drive_id:
             resource["driveId"] = file.drive_id
         elif self._role(user, file) in SHARE_ROLES:

@@ -120,6 +120,11 @@ class ChatThread(Protocol):
         """Whether its answer can be edited later (when a cited source changes)."""
         ...
 
+    @property
+    def where(self) -> str:
+        """Where it was asked, as owners read it in `gaps` (`<#C123>`, "a DM")."""
+        ...
+
     def view(self, rules: ViewRules) -> View:
         """Whose documents the reply may draw on: everyone who can read the reply."""
         ...

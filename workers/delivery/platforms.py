@@ -28,8 +28,8 @@ class Platform:
     connect: Callable[[Settings, KeyValue], Any]
     # The thread a question's answer goes to.
     thread: Callable[[Any, Payload], ChatThread]
-    # A one-off reply to an admin command asked from this platform; None where the front door
-    # hands the worker a reply address instead (Slack's response_url).
+    # A message in a conversation outside any answer: an admin command's reply (Slack's slash
+    # commands hand the worker a response_url instead) or the weekly gaps digest.
     notify: Callable[[Any, Payload, str], None] | None = None
 
 
@@ -48,6 +48,12 @@ def _slack_thread(client: Any, payload: Payload) -> ChatThread:
     from workers.delivery.slack_question import SlackQuestion
 
     return SlackThread(SlackQuestion.from_payload(payload), client)
+
+
+def _slack_notify(client: Any, payload: Payload, text: str) -> None:
+    from workers.delivery.slack_question import SlackQuestion
+
+    client.announce(SlackQuestion.from_payload(payload), text)
 
 
 def _teams_client(settings: Settings, kv: KeyValue) -> Any:
@@ -72,7 +78,7 @@ def _teams_notify(client: Any, payload: Payload, text: str) -> None:
 REGISTRY: dict[str, Platform] = {
     platform.name: platform
     for platform in (
-        Platform("slack", _slack_client, _slack_thread),
+        Platform("slack", _slack_client, _slack_thread, _slack_notify),
         Platform("teams", _teams_client, _teams_thread, _teams_notify),
     )
 }

@@ -297,6 +297,13 @@ class SlackDelivery:
             )
             _remember(self.kv, key)
 
+    def announce(self, question: SlackQuestion, text: str) -> None:
+        """A plain message in the question's conversation (in its thread, if it has one)."""
+        thread = {"thread_ts": question.thread_ts} if question.thread_ts else {}
+        self.call(
+            "chat.postMessage", channel=question.channel_id, text=text, unfurl_links=False, **thread
+        )
+
     def _post(self, question: SlackQuestion, message: SlackMessage) -> str:
         posted = self.call(
             "chat.postMessage",
@@ -370,6 +377,12 @@ class SlackThread:
     def revisable(self) -> bool:
         """`/ragbot ask` answers are ephemeral: once sent they cannot be edited."""
         return not self.question.response_url
+
+    @property
+    def where(self) -> str:
+        if self.question.is_direct or self.question.channel_id.startswith("D"):
+            return "a DM"
+        return f"<#{self.question.channel_id}>"  # Slack shows the channel's name
 
     def post_answer(self, answer: Answer, view: View, note: str | None = None) -> None:
         self.delivery.deliver(self.question, self._render(answer, view, note), remember=True)

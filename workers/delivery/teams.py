@@ -424,6 +424,13 @@ class TeamsThread:
         return True
 
     @property
+    def where(self) -> str:
+        kind = self.question.conversation_type
+        if kind == "channel":
+            return f"Teams channel {self.question.roster_id}"
+        return "a Teams group chat" if kind == "groupChat" else "a Teams personal chat"
+
+    @property
     def _place(self) -> str:
         return "this channel" if self.question.conversation_type == "channel" else "this chat"
 

@@ -44,13 +44,15 @@ class Command:
     verb: str  # "help" | "status" | "reindex" | "updates" (sources: ("on",) or ("off",))
     sources: tuple[str, ...] = ()
     full: bool = False
+    args: tuple[str, ...] = ()  # the words after `scope`, `doc` or `gaps`
 
 
 def parse_command(text: str) -> Command | None:
-    """`help`, `status`, `updates on|off` or `reindex [source…] [--full]`, and nothing else,
-    is a command.
+    """`help`, `status`, `updates on|off`, `reindex [source…] [--full]`, `scope [list|add|remove
+    <place>]`, `doc list|boost|bury|hide|reset <link>` and `gaps [days|weekly on|off]`, and
+    nothing else, is a command.
 
-    Anything longer is a question, so "status of my expense claim?" still gets an answer.
+    Anything else is a question, so "status of my expense claim?" still gets an answer.
     """
     try:
         words = shlex.split(text)
@@ -66,7 +68,26 @@ def parse_command(text: str) -> Command | None:
     if verb == "reindex" and all(re.fullmatch(r"[a-z]+|--full", w.lower()) for w in rest):
         names = tuple(w.lower() for w in rest if w.lower() != "--full")
         return Command("reindex", names, "--full" in (w.lower() for w in rest))
+    if _is_curation(verb, [w.lower() for w in rest], rest):
+        return Command(verb, args=tuple(rest))
     return None
+
+
+def _is_curation(verb: str, lowered: list[str], rest: list[str]) -> bool:
+    """The exact shapes of `scope`, `doc` and `gaps`; any other wording is a question."""
+    if verb == "scope":
+        place = len(rest) == 2 and re.fullmatch(r"[a-z]+(:\S+)?", rest[1].strip("<>"), re.I)
+        return lowered in ([], ["list"]) or bool(place and lowered[0] in ("add", "remove"))
+    if verb == "doc":
+        link = len(rest) == 2 and "://" in rest[1]
+        return lowered == ["list"] or bool(
+            link and lowered[0] in ("boost", "bury", "hide", "reset")
+        )
+    if verb == "gaps":
+        return lowered in ([], ["weekly", "on"], ["weekly", "off"]) or (
+            len(lowered) == 1 and lowered[0].isdigit()
+        )
+    return False
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from workers.rag.audience import Audience
+from workers.rag.curation import UNCURATED, Curation
 from workers.rag.index import Hit
 from workers.rag.language import is_korean
 from workers.rag.llm import ChatModel
@@ -309,23 +310,30 @@ class AnswerService:
         audience: Audience,
         history: Sequence[Turn] = (),
         on_text: TextSink | None = None,
+        curation: Curation = UNCURATED,
     ) -> Answer:
         """Raises LLMError or IndexUnavailable when a dependency is down; callers explain it.
 
         With `on_text`, a chat model's reply is also passed on in pieces as it is written; the
-        returned answer is the checked one, which is what is finally shown."""
+        returned answer is the checked one, which is what is finally shown. `curation` is the
+        conversation's scope and the admins' document preferences."""
         started = time.perf_counter()
-        question, hits = self._relevant(question, audience, history)
+        question, hits = self._relevant(question, audience, history, curation)
         searched = time.perf_counter() - started
         return replace(self._written(question, hits, history, on_text), search_seconds=searched)
 
     def private_addon(
-        self, question: str, asker: Audience, audience: Audience, history: Sequence[Turn] = ()
+        self,
+        question: str,
+        asker: Audience,
+        audience: Audience,
+        history: Sequence[Turn] = (),
+        curation: Curation = UNCURATED,
     ) -> Answer | None:
         """The asker's own answer, when what they alone may open changes it: it cites at least
         one passage `audience` may not open. None otherwise, without asking the model when
         nothing hidden from the audience is even relevant."""
-        question, hits = self._relevant(question, asker, history)
+        question, hits = self._relevant(question, asker, history, curation)
         if all(audience.may_read(hit.acl) for hit in hits):
             return None
         answer = self._written(question, hits, history)
@@ -333,11 +341,11 @@ class AnswerService:
         return answer if hidden and not answer.abstained else None
 
     def _relevant(
-        self, question: str, audience: Audience, history: Sequence[Turn]
+        self, question: str, audience: Audience, history: Sequence[Turn], curation: Curation
     ) -> tuple[str, list[Hit]]:
         question = question[:MAX_QUESTION_CHARS]
         query = search_query(question, history)[:MAX_QUESTION_CHARS]
-        retrieval = self.retriever.search(query, audience, limit=MAX_SOURCES)
+        retrieval = self.retriever.search(query, audience, MAX_SOURCES, curation=curation)
         embedder = self.retriever.embedder
         hits = relevant_hits(query, retrieval, embedder.close_similarity, embedder.floor_similarity)
         return question, hits

