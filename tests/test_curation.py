@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from workers.rag.curation import Curation, DocumentPreferences, normalize_place
-from workers.rag.index import Hit
+from workers.rag.curation import DocumentPreferences, normalize_place
+from workers.rag.fusion import lean
+from workers.rag.index import Candidate
 
 SOURCES = ("confluence", "gdrive", "files")
-
-
-def hit(name: str, score: float) -> Hit:
-    return Hit(
-        chunk_id=f"{name}#0",
-        document_id=name,
-        source="files",
-        title=name,
-        url=f"https://wiki/{name}",
-        updated_at=datetime(2026, 11, 1, tzinfo=UTC),
-        text=name,
-        breadcrumb="",
-        score=score,
-    )
 
 
 def test_scope_names_are_read_the_way_admins_write_them() -> None:
@@ -39,15 +24,22 @@ def test_scope_names_are_read_the_way_admins_write_them() -> None:
 
 
 def test_a_boost_reorders_near_ties_but_not_a_clear_lead() -> None:
-    hits = [hit("best", 3.0), hit("close", 1.1), hit("near", 1.0), hit("far", 0.0), hit("z", 0.1)]
-    boosted = Curation(boosted=frozenset({"https://wiki/near"})).lean(hits)
-    assert [h.document_id for h in boosted][:3] == ["best", "near", "close"]
-    buried = Curation(buried=frozenset({"https://wiki/close"})).lean(hits)
-    order = [h.document_id for h in buried]
-    assert order[:2] == ["best", "near"] and order.index("close") > order.index("near")
-    assert [h.document_id for h in Curation().lean(hits)] == [h.document_id for h in hits]
-    lifted_far = Curation(boosted=frozenset({"https://wiki/far"})).lean(hits)
-    assert lifted_far[0].document_id == "best", "a boost is bounded: the clear lead stays first"
+    ranked = [
+        Candidate("best", 3.0),
+        Candidate("close", 1.1),
+        Candidate("near", 1.0),
+        Candidate("far", 0.0),
+        Candidate("z", 0.1),
+    ]
+
+    def order(boosted: set[str], buried: frozenset[str] = frozenset()) -> list[str]:
+        return [c.point_id for c in lean(ranked, boosted, buried)]
+
+    assert order({"near"})[:3] == ["best", "near", "close"]
+    buried = order(set(), {"close"})
+    assert buried[:2] == ["best", "near"] and buried.index("close") > buried.index("near")
+    assert order(set()) == [c.point_id for c in ranked]
+    assert order({"far"})[0] == "best", "a boost is bounded: the clear lead stays first"
 
 
 def test_preferences_become_a_curation() -> None:

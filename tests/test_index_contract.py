@@ -283,3 +283,27 @@ def test_a_scope_keeps_the_search_to_its_places_and_hidden_documents_never_show(
         Curation(places=frozenset({"confluence:ENG"})),
         Audience.everyone_of([{"public", "user:dana@acme.com"}, {"public"}]),
     ) == {"eng-page"}
+
+
+def test_boosts_and_burials_reach_the_ranking_and_passages_are_read_last(index: Index) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        write(index, doc(name, f"visitor badge rules for the {name} office", {"public"}))
+    index.commit()
+    retriever = Retriever(EMBEDDER, index)
+
+    def first(curation: Curation) -> str:
+        return retriever.search("visitor badge rules", PUBLIC, 3, curation=curation).hits[0].title
+
+    plain = first(UNCURATED)
+    others = sorted({"alpha", "beta", "gamma"} - {plain})
+    assert first(Curation(boosted=frozenset({f"https://example.com/{others[0]}"}))) == others[0]
+    assert first(Curation(buried=frozenset({f"https://example.com/{plain}"}))) != plain
+    candidates = index.search_dense(EMBEDDER.embed_query("visitor badge rules"), PUBLIC, 3)
+    read = index.hits(candidates)
+    assert [h.point_id for h in read] == [c.point_id for c in candidates], "in the search's order"
+    assert [h.score for h in read] == [c.score for c in candidates]
+    titles = {h.point_id: h.title for h in read}
+    linked = index.linked(candidates, {f"https://example.com/{plain}"})
+    assert {titles[point] for point in linked} == {plain}
+    index.delete_document("beta")
+    assert sorted(h.title for h in index.hits(candidates)) == ["alpha", "gamma"]

@@ -116,7 +116,7 @@ def relevant_hits(
     question_terms = set(terms(question))
     kept: list[Hit] = []
     for hit in retrieval.hits:
-        similarity = retrieval.dense_scores.get(hit.chunk_id)
+        similarity = retrieval.dense_scores.get(hit.key)
         coverage = (
             len(question_terms & set(terms(f"{hit.breadcrumb}\n{hit.text}"))) / len(question_terms)
             if question_terms

@@ -7,28 +7,16 @@ Two parts, both separate from permissions (which `Audience` enforces whatever is
   (`place_names`), so the index filters on them with one keyword match. No places = everything.
 - *Document preferences*, company-wide (`/ragbot doc boost|bury|hide <url>`): a hidden document
   is filtered out inside the index; a boosted or buried one keeps its place in the candidate
-  lists and is moved by a bounded prior after fusion (`lean`): at most `PRIOR_SPREADS` standard
-  deviations of the candidates' scores. A clearly better passage still wins, and the relevance
-  checks that follow use the raw similarities, so a boost cannot make an irrelevant passage
-  relevant.
+  lists and is moved by a bounded prior after fusion (`workers/rag/fusion.py`'s `lean`).
 """
 
 from __future__ import annotations
 
 import html
 import re
-import statistics
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:  # the index module itself takes a Curation
-    from workers.rag.index import Hit
-
-# How far a boost lifts (and a bury lowers) a passage: in standard deviations of the fused
-# candidate scores. One is enough to reorder near-ties and not enough to overturn a clear lead
-# (benchmarks/feedback_ranking.py measures both).
-PRIOR_SPREADS = 1.0
 ACTIONS = ("boost", "bury", "hide")
 _DRIVE_FOLDER_URL = re.compile(r"/(?:folders|d)/([A-Za-z0-9_-]{10,})")
 
@@ -45,16 +33,10 @@ class Curation:
         """True when the index must filter beyond the audience."""
         return bool(self.places or self.hidden)
 
-    def lean(self, hits: Sequence[Hit]) -> list[Hit]:
-        """The hits re-ordered by the boosts and burials (unchanged when there are none)."""
-        if not (self.boosted or self.buried) or len(hits) < 2:
-            return list(hits)
-        shift = PRIOR_SPREADS * (statistics.pstdev(hit.score for hit in hits) or 1.0)
-        leaned = [replace(hit, score=hit.score + shift * self._direction(hit.url)) for hit in hits]
-        return sorted(leaned, key=lambda hit: -hit.score)
-
-    def _direction(self, url: str) -> int:
-        return (url in self.boosted) - (url in self.buried)
+    @property
+    def leans(self) -> bool:
+        """True when the ranking gets a prior (`workers/rag/fusion.py`'s `lean`)."""
+        return bool(self.boosted or self.buried)
 
 
 UNCURATED = Curation()

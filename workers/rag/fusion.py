@@ -15,11 +15,32 @@ The two constants were chosen leave-one-set-out across `shared/eval`, by the bes
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Collection, Sequence
+from typing import Protocol, Self, TypeVar
 
 from workers.rag.index import Hit
 from workers.rag.sparse import terms
+
+
+class Ranked(Protocol):
+    """A scored passage: a search's `Candidate`, or a `Hit`."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+    def rescored(self, score: float) -> Self: ...
+
+
+R = TypeVar("R", bound=Ranked)
+
+# How far an admin's boost lifts (and a burial lowers) a passage: in standard deviations of the
+# fused candidates' scores. One is enough to reorder near-ties and not enough to overturn a
+# clear lead (benchmarks/feedback_ranking.py measures both). The relevance checks that follow
+# use the raw similarities, so a boost cannot make an irrelevant passage relevant.
+PRIOR_SPREADS = 1.0
 
 DENSE_SHARE = 0.3  # the dense side's share of the weight; the lexical side has the rest
 COVERAGE_POWER = 1.0  # how sharply partial lexical coverage discounts the lexical side
@@ -35,26 +56,39 @@ def lexical_coverage(question: str, best: Hit | None) -> float:
 
 
 def fuse(
-    dense: Sequence[Hit],
-    sparse: Sequence[Hit],
+    dense: Sequence[R],
+    sparse: Sequence[R],
     coverage: float,
     dense_share: float = DENSE_SHARE,
     coverage_power: float = COVERAGE_POWER,
-) -> list[Hit]:
+) -> list[R]:
     """One ranking of both lists' passages; ties keep the dense list's order first."""
     lexical_weight = (1.0 - dense_share) * coverage**coverage_power
     scores: dict[str, float] = {}
-    first_seen: dict[str, Hit] = {}
-    for hits, weight in ((dense, dense_share), (sparse, lexical_weight)):
-        for hit in hits:
-            first_seen.setdefault(hit.chunk_id, hit)
-            scores.setdefault(hit.chunk_id, 0.0)
-        if not hits or weight == 0.0:
+    first_seen: dict[str, R] = {}
+    for ranked, weight in ((dense, dense_share), (sparse, lexical_weight)):
+        for passage in ranked:
+            first_seen.setdefault(passage.key, passage)
+            scores.setdefault(passage.key, 0.0)
+        if not ranked or weight == 0.0:
             continue
-        values = [hit.score for hit in hits]
+        values = [passage.score for passage in ranked]
         spread = statistics.pstdev(values) or 1.0
         lowest = min(values)
-        for hit in hits:
-            scores[hit.chunk_id] += weight * (hit.score - lowest) / spread
-    ordered = sorted(scores, key=lambda chunk_id: -scores[chunk_id])
-    return [replace(first_seen[c], score=scores[c]) for c in ordered]
+        for passage in ranked:
+            scores[passage.key] += weight * (passage.score - lowest) / spread
+    ordered = sorted(scores, key=lambda key: -scores[key])
+    return [first_seen[key].rescored(scores[key]) for key in ordered]
+
+
+def lean(ranked: Sequence[R], boosted: Collection[str], buried: Collection[str]) -> list[R]:
+    """The ranking with a bounded prior: passages whose key is in `boosted` move up, those in
+    `buried` down, by `PRIOR_SPREADS` standard deviations of the scores."""
+    if not (boosted or buried) or len(ranked) < 2:
+        return list(ranked)
+    shift = PRIOR_SPREADS * (statistics.pstdev(passage.score for passage in ranked) or 1.0)
+    leaned = [
+        passage.rescored(passage.score + shift * ((p in boosted) - (p in buried)))
+        for passage, p in ((passage, passage.key) for passage in ranked)
+    ]
+    return sorted(leaned, key=lambda passage: -passage.score)

@@ -2,9 +2,12 @@
 
 Each chunk is one point with a named dense vector, a named sparse vector and a payload that
 carries the document's ACL and the places it lives in (a Confluence space, Drive folders, a
-folder on disk) for channel scopes. Every search takes its audience (`workers/rag/audience.py`: one
-reader, or everyone in a channel) as a required argument and filters on it inside Qdrant, so no
-code path can search without an ACL.
+folder on disk) for channel scopes. Every search takes its audience (`workers/rag/audience.py`:
+one reader, or everyone in a channel) as a required argument and filters on it inside Qdrant,
+so no code path can search without an ACL.
+
+A search returns candidates (point ids and scores) only; the passages that survive fusion are
+read afterwards (`hits`), since reading a passage costs more than finding it.
 
 Point ids derive from (document id, version, ordinal). Replacing a document writes the new
 version's points first and only then deletes the old version's, so a crash in between leaves
@@ -14,8 +17,8 @@ the old answer findable, never a hole; the next sync sees two versions and finis
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -38,6 +41,23 @@ class IndexUnavailable(Exception):
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A passage a search found, before its payload is read: reading payloads is most of a
+    search's cost, so only the passages that survive fusion are read (`Index.hits`)."""
+
+    point_id: str
+    score: float
+
+    @property
+    def key(self) -> str:
+        """What fusion tells passages apart by."""
+        return self.point_id
+
+    def rescored(self, score: float) -> Candidate:
+        return replace(self, score=score)
+
+
+@dataclass(frozen=True)
 class Hit:
     """One retrieved chunk with what a citation needs."""
 
@@ -52,6 +72,14 @@ class Hit:
     score: float
     acl: frozenset[str] = frozenset()  # who may open it: whether a channel may see it
     version: str = ""  # the document's version: whether a cited passage may have changed
+    point_id: str = ""  # the index's id for it (its `Candidate`'s)
+
+    @property
+    def key(self) -> str:
+        return self.point_id or self.chunk_id
+
+    def rescored(self, score: float) -> Hit:
+        return replace(self, score=score)
 
 
 @dataclass(frozen=True)
@@ -89,14 +117,24 @@ class Index(Protocol):
 
     def search_dense(
         self, vector: Vectors, audience: Audience, limit: int, curation: Curation = UNCURATED
-    ) -> list[Hit]:
+    ) -> list[Candidate]:
         """The nearest passages `audience` may read, within `curation`'s places and not
-        hidden by it."""
+        hidden by it, best first."""
         ...
 
     def search_sparse(
         self, vector: SparseVector, audience: Audience, limit: int, curation: Curation = UNCURATED
-    ) -> list[Hit]: ...
+    ) -> list[Candidate]: ...
+
+    def hits(self, candidates: Sequence[Candidate]) -> list[Hit]:
+        """The candidates' passages, in their order and with their scores (any deleted since
+        the search are left out)."""
+        ...
+
+    def linked(self, candidates: Sequence[Candidate], urls: Collection[str]) -> set[str]:
+        """The point ids of the candidates whose document has one of these links, found
+        without reading their passages."""
+        ...
 
     def stats(self, source: str) -> SourceStats: ...
 
@@ -150,7 +188,18 @@ def sum_terms(rows: Iterable[dict[str, Any]]) -> tuple[int, int]:
     return len(lengths), sum(lengths)
 
 
-def hit_from_payload(payload: dict[str, Any], score: float) -> Hit:
+def hits_in_order(
+    candidates: Sequence[Candidate], payloads: dict[str, dict[str, Any]]
+) -> list[Hit]:
+    """Hits for the candidates whose payload was read (by point id), in the candidates' order."""
+    return [
+        hit_from_payload(payloads[c.point_id], c.score, c.point_id)
+        for c in candidates
+        if c.point_id in payloads
+    ]
+
+
+def hit_from_payload(payload: dict[str, Any], score: float, point: str = "") -> Hit:
     return Hit(
         chunk_id=payload["chunk_id"],
         document_id=payload["document_id"],
@@ -163,6 +212,7 @@ def hit_from_payload(payload: dict[str, Any], score: float) -> Hit:
         score=float(score),
         acl=frozenset(payload.get("acl") or ()),
         version=str(payload.get("version") or ""),
+        point_id=point,
     )
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import uuid
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,13 @@ from workers.rag.index import (
     KEYWORD_FIELDS,
     MAX_FACET_VALUES,
     SPARSE,
+    Candidate,
     Hit,
     IndexUnavailable,
     SourceStats,
     collect_acls,
     collect_versions,
-    hit_from_payload,
+    hits_in_order,
     prepare_points,
     sum_terms,
 )
@@ -120,13 +122,13 @@ class EdgeIndex:
 
     def search_dense(
         self, vector: Vectors, audience: Audience, limit: int, curation: Curation = UNCURATED
-    ) -> list[Hit]:
+    ) -> list[Candidate]:
         query = qe.Query.Nearest([float(x) for x in vector], using=DENSE)
         return self._search(query, audience, limit, curation)
 
     def search_sparse(
         self, vector: SparseVector, audience: Audience, limit: int, curation: Curation = UNCURATED
-    ) -> list[Hit]:
+    ) -> list[Candidate]:
         if not vector.indices:
             return []
         query = qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=SPARSE)
@@ -160,18 +162,46 @@ class EdgeIndex:
     def close(self) -> None:
         self._shard.close()
 
-    def _search(self, query: Any, audience: Audience, limit: int, curation: Curation) -> list[Hit]:
+    def hits(self, candidates: Sequence[Candidate]) -> list[Hit]:
+        if not candidates:
+            return []
+        ids: list[int | uuid.UUID | str] = [c.point_id for c in candidates]
+        try:
+            records = self._shard.retrieve(ids, True, False)
+        except Exception as exc:
+            raise IndexUnavailable(f"the embedded index failed a read: {exc}") from exc
+        return hits_in_order(candidates, {str(r.id): r.payload or {} for r in records})
+
+    def linked(self, candidates: Sequence[Candidate], urls: Collection[str]) -> set[str]:
+        if not candidates or not urls:
+            return set()
+        selector = qe.Filter(
+            must=[
+                qe.HasIdCondition({c.point_id for c in candidates}),
+                qe.FieldCondition("url", match=qe.MatchAny(sorted(urls))),
+            ]
+        )
+        request = qe.ScrollRequest(limit=len(candidates), filter=selector, with_payload=False)
+        try:
+            records, _ = self._shard.scroll(request)
+        except Exception as exc:
+            raise IndexUnavailable(f"the embedded index failed a read: {exc}") from exc
+        return {str(record.id) for record in records}
+
+    def _search(
+        self, query: Any, audience: Audience, limit: int, curation: Curation
+    ) -> list[Candidate]:
         if audience.reads_nothing:
             return []
         self._optimize_if_dirty()
         request = qe.QueryRequest(
-            limit=limit, query=query, filter=_filter(audience, curation), with_payload=True
+            limit=limit, query=query, filter=_filter(audience, curation), with_payload=False
         )
         try:
             points = self._shard.query(request)
         except Exception as exc:
             raise IndexUnavailable(f"the embedded index failed a search: {exc}") from exc
-        return [hit_from_payload(p.payload or {}, p.score) for p in points]
+        return [Candidate(str(p.id), float(p.score)) for p in points]
 
     def _scroll(self, filter_: qe.Filter | None, fields: list[str]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []

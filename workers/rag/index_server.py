@@ -6,7 +6,7 @@ Tests run the same code against qdrant-client's in-memory mode (`location=":memo
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -22,12 +22,13 @@ from workers.rag.index import (
     KEYWORD_FIELDS,
     MAX_FACET_VALUES,
     SPARSE,
+    Candidate,
     Hit,
     IndexUnavailable,
     SourceStats,
     collect_acls,
     collect_versions,
-    hit_from_payload,
+    hits_in_order,
     prepare_points,
     sum_terms,
 )
@@ -115,12 +116,12 @@ class ServerIndex:
 
     def search_dense(
         self, vector: Vectors, audience: Audience, limit: int, curation: Curation = UNCURATED
-    ) -> list[Hit]:
+    ) -> list[Candidate]:
         return self._search([float(x) for x in vector], DENSE, audience, limit, curation)
 
     def search_sparse(
         self, vector: SparseVector, audience: Audience, limit: int, curation: Curation = UNCURATED
-    ) -> list[Hit]:
+    ) -> list[Candidate]:
         if not vector.indices:
             return []
         query = models.SparseVector(indices=vector.indices, values=vector.values)
@@ -152,9 +153,36 @@ class ServerIndex:
     def close(self) -> None:
         self._client.close()
 
+    def hits(self, candidates: Sequence[Candidate]) -> list[Hit]:
+        if not candidates:
+            return []
+        ids = [c.point_id for c in candidates]
+        records = self._call(lambda: self._client.retrieve(self.collection, ids, with_payload=True))
+        return hits_in_order(candidates, {str(r.id): r.payload or {} for r in records})
+
+    def linked(self, candidates: Sequence[Candidate], urls: Collection[str]) -> set[str]:
+        if not candidates or not urls:
+            return set()
+        selector = models.Filter(
+            must=[
+                models.HasIdCondition(has_id=[c.point_id for c in candidates]),
+                models.FieldCondition(key="url", match=models.MatchAny(any=sorted(urls))),
+            ]
+        )
+        records, _ = self._call(
+            lambda: self._client.scroll(
+                self.collection,
+                scroll_filter=selector,
+                limit=len(candidates),
+                with_payload=False,
+                with_vectors=False,
+            )
+        )
+        return {str(record.id) for record in records}
+
     def _search(
         self, query: Any, using: str, audience: Audience, limit: int, curation: Curation
-    ) -> list[Hit]:
+    ) -> list[Candidate]:
         if audience.reads_nothing:
             return []
         selector = _filter(audience, curation)
@@ -165,10 +193,10 @@ class ServerIndex:
                 using=using,
                 query_filter=selector,
                 limit=limit,
-                with_payload=True,
+                with_payload=False,
             )
         )
-        return [hit_from_payload(p.payload or {}, p.score) for p in response.points]
+        return [Candidate(str(p.id), float(p.score)) for p in response.points]
 
     def _scroll(
         self, source: str | None, fields: list[str], key: str = "source"

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from workers.rag.audience import Audience
 from workers.rag.curation import UNCURATED, Curation
 from workers.rag.embed import Embedder
-from workers.rag.fusion import fuse, lexical_coverage
-from workers.rag.index import Hit, Index
+from workers.rag.fusion import fuse, lean, lexical_coverage
+from workers.rag.index import Candidate, Hit, Index
 from workers.rag.rerank import RemoteReranker, RerankError
 from workers.rag.retrieval_modes import Mode
 from workers.rag.sparse import query_vector
@@ -26,7 +26,7 @@ class Retrieval:
     """Fused hits plus each side's raw scores, which relevance checks need."""
 
     hits: list[Hit]
-    dense_scores: dict[str, float]
+    dense_scores: dict[str, float]  # by point id
     sparse_scores: dict[str, float]
 
 
@@ -56,26 +56,37 @@ class Retriever:
         curation: Curation = UNCURATED,
     ) -> Retrieval:
         """`curation` (a conversation's scope, admins' document preferences) narrows the
-        search inside the index and leans the fused ranking before any reranker."""
+        search inside the index and leans the fused ranking before any reranker.
+
+        Both searches return scores only; passages are read for the best sparse candidate (the
+        lexical coverage needs its text) and for those that survive fusion, since reading a
+        passage costs more than finding it."""
         depth = max(limit, self.candidates)
-        dense: list[Hit] = []
-        sparse: list[Hit] = []
+        dense: list[Candidate] = []
+        sparse: list[Candidate] = []
         if mode in ("hybrid", "dense"):
             vector = self.embedder.embed_query(question)
             dense = self.index.search_dense(vector, audience, depth, curation)
         if mode in ("hybrid", "sparse"):
             sparse = self.index.search_sparse(query_vector(question), audience, depth, curation)
         if mode == "dense":
-            fused = curation.lean(dense)
+            ranked = dense
         elif mode == "sparse":
-            fused = curation.lean(sparse)
+            ranked = sparse
         else:
-            coverage = lexical_coverage(question, sparse[0] if sparse else None)
-            fused = self._reranked(question, curation.lean(fuse(dense, sparse, coverage)))
+            best = self.index.hits(sparse[:1])
+            ranked = fuse(dense, sparse, lexical_coverage(question, best[0] if best else None))
+        if curation.leans:
+            boosted = self.index.linked(ranked, curation.boosted)
+            ranked = lean(ranked, boosted, self.index.linked(ranked, curation.buried))
+        reranked = self.rerank_top if self.reranker is not None and mode == "hybrid" else 0
+        hits = self.index.hits(ranked[: max(limit, reranked)])
+        if mode == "hybrid":
+            hits = self._reranked(question, hits)
         return Retrieval(
-            hits=fused[:limit],
-            dense_scores={h.chunk_id: h.score for h in dense},
-            sparse_scores={h.chunk_id: h.score for h in sparse},
+            hits=hits[:limit],
+            dense_scores={c.point_id: c.score for c in dense},
+            sparse_scores={c.point_id: c.score for c in sparse},
         )
 
     def _reranked(self, question: str, fused: list[Hit]) -> list[Hit]:
