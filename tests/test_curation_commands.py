@@ -252,6 +252,12 @@ def test_teams_takes_the_same_commands(stack: Both, fake_teams: FakeTeams) -> No
     post = fake_teams.channel_post(LEAVE_Q, T_ASKER, TEAMS_CHANNEL, TEAMS_CHANNEL)
     assert LEAVE not in ask_teams(stack, fake_teams, post)
     assert "every source" in in_channel("scope remove files:engineering")[0]
+    assert "Hidden" in in_channel(f"doc hide {LEAVE_URL}")[0]
+    post = fake_teams.channel_post(LEAVE_Q, T_ASKER, TEAMS_CHANNEL, TEAMS_CHANNEL)
+    assert LEAVE not in ask_teams(stack, fake_teams, post)
+    assert "own merits" in in_channel(f"doc reset {LEAVE_URL}")[0]
+    post = fake_teams.channel_post(LEAVE_Q, T_ASKER, TEAMS_CHANNEL, TEAMS_CHANNEL)
+    assert LEAVE in ask_teams(stack, fake_teams, post)
     assert "personal chat" in in_channel("gaps")[0], "gaps quote private questions"
     # A question that merely starts like a command is still a question.
     post = fake_teams.channel_post(

@@ -305,5 +305,6 @@ def test_boosts_and_burials_reach_the_ranking_and_passages_are_read_last(index: 
     titles = {h.point_id: h.title for h in read}
     linked = index.linked(candidates, {f"https://example.com/{plain}"})
     assert {titles[point] for point in linked} == {plain}
+    assert set(linked.values()) == {f"https://example.com/{plain}"}
     index.delete_document("beta")
     assert sorted(h.title for h in index.hits(candidates)) == ["alpha", "gamma"]

@@ -131,9 +131,9 @@ class Index(Protocol):
         the search are left out)."""
         ...
 
-    def linked(self, candidates: Sequence[Candidate], urls: Collection[str]) -> set[str]:
-        """The point ids of the candidates whose document has one of these links, found
-        without reading their passages."""
+    def linked(self, candidates: Sequence[Candidate], urls: Collection[str]) -> dict[str, str]:
+        """Point id -> link, for the candidates whose document has one of these links (found
+        inside the index: only their links are read)."""
         ...
 
     def stats(self, source: str) -> SourceStats: ...

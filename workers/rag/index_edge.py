@@ -172,21 +172,21 @@ class EdgeIndex:
             raise IndexUnavailable(f"the embedded index failed a read: {exc}") from exc
         return hits_in_order(candidates, {str(r.id): r.payload or {} for r in records})
 
-    def linked(self, candidates: Sequence[Candidate], urls: Collection[str]) -> set[str]:
+    def linked(self, candidates: Sequence[Candidate], urls: Collection[str]) -> dict[str, str]:
         if not candidates or not urls:
-            return set()
+            return {}
         selector = qe.Filter(
             must=[
                 qe.HasIdCondition({c.point_id for c in candidates}),
                 qe.FieldCondition("url", match=qe.MatchAny(sorted(urls))),
             ]
         )
-        request = qe.ScrollRequest(limit=len(candidates), filter=selector, with_payload=False)
+        request = qe.ScrollRequest(limit=len(candidates), filter=selector, with_payload=["url"])
         try:
             records, _ = self._shard.scroll(request)
         except Exception as exc:
             raise IndexUnavailable(f"the embedded index failed a read: {exc}") from exc
-        return {str(record.id) for record in records}
+        return {str(record.id): str((record.payload or {}).get("url")) for record in records}
 
     def _search(
         self, query: Any, audience: Audience, limit: int, curation: Curation

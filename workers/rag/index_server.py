@@ -160,9 +160,9 @@ class ServerIndex:
         records = self._call(lambda: self._client.retrieve(self.collection, ids, with_payload=True))
         return hits_in_order(candidates, {str(r.id): r.payload or {} for r in records})
 
-    def linked(self, candidates: Sequence[Candidate], urls: Collection[str]) -> set[str]:
+    def linked(self, candidates: Sequence[Candidate], urls: Collection[str]) -> dict[str, str]:
         if not candidates or not urls:
-            return set()
+            return {}
         selector = models.Filter(
             must=[
                 models.HasIdCondition(has_id=[c.point_id for c in candidates]),
@@ -174,11 +174,11 @@ class ServerIndex:
                 self.collection,
                 scroll_filter=selector,
                 limit=len(candidates),
-                with_payload=False,
+                with_payload=["url"],
                 with_vectors=False,
             )
         )
-        return {str(record.id) for record in records}
+        return {str(record.id): str((record.payload or {}).get("url")) for record in records}
 
     def _search(
         self, query: Any, using: str, audience: Audience, limit: int, curation: Curation

@@ -77,8 +77,9 @@ class Retriever:
             best = self.index.hits(sparse[:1])
             ranked = fuse(dense, sparse, lexical_coverage(question, best[0] if best else None))
         if curation.leans:
-            boosted = self.index.linked(ranked, curation.boosted)
-            ranked = lean(ranked, boosted, self.index.linked(ranked, curation.buried))
+            links = self.index.linked(ranked, curation.boosted | curation.buried)
+            boosted = {point for point, url in links.items() if url in curation.boosted}
+            ranked = lean(ranked, boosted, links.keys() - boosted)
         reranked = self.rerank_top if self.reranker is not None and mode == "hybrid" else 0
         hits = self.index.hits(ranked[: max(limit, reranked)])
         if mode == "hybrid":
