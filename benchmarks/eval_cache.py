@@ -37,6 +37,17 @@ class EmbeddedSet:
     question_vectors: np.ndarray
 
 
+class LocalModelStandIn:
+    """What the answer path reads of the local model besides its vectors (name, size,
+    thresholds), for stand-ins that give vectors without running it."""
+
+    name = LocalE5Embedder.name
+    dim = LocalE5Embedder.dim
+    close_similarity = LocalE5Embedder.close_similarity
+    floor_similarity = LocalE5Embedder.floor_similarity
+    same_question_similarity = LocalE5Embedder.same_question_similarity
+
+
 def _key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.eval_cache import CACHE, SETS
+from benchmarks.eval_cache import CACHE, SETS, LocalModelStandIn
 from connectors.base import Checkpoint, Document, PollItem
 from workers.evaluate import PUBLIC_READER, CorpusConnector, load_jsonl
 from workers.ingest.state import FileStateStore
@@ -45,14 +45,8 @@ DEPTH = 10
 SEED = 17
 
 
-class CachedEmbedder:
+class CachedEmbedder(LocalModelStandIn):
     """The local model's vectors from the eval cache; the model itself only for a miss."""
-
-    name = LocalE5Embedder.name
-    dim = LocalE5Embedder.dim
-    close_similarity = LocalE5Embedder.close_similarity
-    floor_similarity = LocalE5Embedder.floor_similarity
-    same_question_similarity = LocalE5Embedder.same_question_similarity
 
     def __init__(self, set_name: str) -> None:
         stored = np.load(CACHE / f"{set_name}.npz")

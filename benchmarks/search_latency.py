@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.eval_cache import LocalModelStandIn
 from connectors.base import Document
 from workers.rag.audience import Audience
 from workers.rag.chunking import Chunk
@@ -94,14 +95,8 @@ def channel_audience(members: int, seed: int = 3) -> Audience:
     return Audience.everyone_of(readers)
 
 
-class DrawnVectors:
+class DrawnVectors(LocalModelStandIn):
     """Query vectors drawn at random beforehand: the search is timed, not a model."""
-
-    name = LocalE5Embedder.name
-    dim = LocalE5Embedder.dim
-    close_similarity = LocalE5Embedder.close_similarity
-    floor_similarity = LocalE5Embedder.floor_similarity
-    same_question_similarity = LocalE5Embedder.same_question_similarity
 
     def __init__(self) -> None:
         self.vectors: dict[str, np.ndarray] = {}
