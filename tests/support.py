@@ -21,9 +21,11 @@ class HashEmbedder:
 
     def __init__(self) -> None:
         self.passages_embedded = 0
+        self.batches = 0
 
     def embed_passages(self, texts: Sequence[str]) -> Vectors:
         self.passages_embedded += len(texts)
+        self.batches += 1
         return np.asarray([hashed_vector(t) for t in texts], dtype=np.float32).reshape(-1, self.dim)
 
     def embed_query(self, text: str) -> Vectors:

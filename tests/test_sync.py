@@ -135,3 +135,26 @@ def test_a_crash_mid_sync_resumes_without_losing_or_duplicating(
     assert report.indexed == 7 and report.unchanged == 5
     versions = index.document_versions("files")
     assert len(versions) == 12 and all(len(v) == 1 for v in versions.values())
+
+
+def test_documents_are_embedded_together_and_written_in_order(
+    handbook_copy: Path, index: EdgeIndex, tmp_path: Path
+) -> None:
+    embedder = HashEmbedder()
+    together = Syncer(
+        index, embedder, CHUNKER, FileStateStore(tmp_path / "a.json"), batch_chunks=10_000
+    )
+    report = together.sync(FilesConnector(handbook_copy))
+    assert report.indexed == 12 and embedder.batches == 1, "one batch for the whole folder"
+
+    other = EdgeIndex(tmp_path / "other", HashEmbedder.dim)
+    try:
+        embedder = HashEmbedder()
+        apart = Syncer(
+            other, embedder, CHUNKER, FileStateStore(tmp_path / "b.json"), batch_chunks=1
+        )
+        assert apart.sync(FilesConnector(handbook_copy)).indexed == 12 and embedder.batches == 12
+        assert other.document_versions("files") == index.document_versions("files")
+        assert other.stats("files") == index.stats("files")
+    finally:
+        other.close()

@@ -18,7 +18,7 @@ from connectors.base import Connector
 from workers.ingest.sources import build_connector, configured_sources
 from workers.ingest.state import FileStateStore, RedisStateStore, StateStore
 from workers.ingest.status import SourceStatus, source_statuses
-from workers.ingest.sync import Syncer
+from workers.ingest.sync import DEFAULT_BATCH_CHUNKS, Syncer
 from workers.rag.answer import AnswerService, Writer
 from workers.rag.chunking import Chunker
 from workers.rag.embed import Embedder, LocalE5Embedder, OpenAIEmbedder
@@ -32,6 +32,7 @@ from workers.readers import for_email
 from workers.settings import NotConfigured, Settings
 
 T = TypeVar("T")
+EMBED_RETRIES = 2
 
 
 class Runtime:
@@ -86,11 +87,35 @@ class Runtime:
         )
 
     @property
+    def embeddings_client(self) -> openai.OpenAI:
+        """The embeddings server's client: `RAGBOT_EMBED_URL` when set, else the chat model's
+        endpoint. Two retries (429 and 5xx, honouring Retry-After): a sync can wait."""
+        settings = self.settings
+        if not settings.ragbot_embed_url:
+            return self.openai_client
+        key = settings.secret("ragbot_embed_api_key") or "none"  # local servers take any key
+        return self._once(
+            "embeddings",
+            lambda: make_client(
+                key,
+                settings.ragbot_embed_url,
+                timeout=settings.ragbot_llm_timeout_seconds,
+                max_retries=EMBED_RETRIES,
+            ),
+        )
+
+    @property
     def embedder(self) -> Embedder:
         def build() -> Embedder:
             if self.settings.embed_model == "local":
                 return LocalE5Embedder()
-            return OpenAIEmbedder(self.openai_client, self.settings.embed_model)
+            settings = self.settings
+            return OpenAIEmbedder(
+                self.embeddings_client,
+                settings.embed_model,
+                settings.ragbot_embed_batch_size,
+                settings.ragbot_embed_concurrency,
+            )
 
         return self._once("embedder", build)
 
@@ -129,12 +154,16 @@ class Runtime:
         return self._once("chunker", lambda: Chunker(self.counter))
 
     def syncer(self) -> Syncer:
+        settings = self.settings
+        # Enough passages per batch to keep every concurrent request to a server busy.
+        remote = settings.ragbot_embed_batch_size * settings.ragbot_embed_concurrency
         return Syncer(
             self.index,
             self.embedder,
             self.chunker,
             self.state,
-            max_chunks_per_document=self.settings.ragbot_max_chunks_per_document,
+            max_chunks_per_document=settings.ragbot_max_chunks_per_document,
+            batch_chunks=DEFAULT_BATCH_CHUNKS if settings.embed_model == "local" else remote,
         )
 
     def answer_service(self) -> AnswerService:

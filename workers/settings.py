@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     ragbot_chat_model: str = "gpt-4o-mini"
     ragbot_embed_model: str | None = None
+    # An OpenAI-compatible embeddings server of its own (a GPU text-embeddings server), else
+    # the chat model's endpoint (OPENAI_BASE_URL) serves RAGBOT_EMBED_MODEL.
+    ragbot_embed_url: str | None = None
+    ragbot_embed_api_key: SecretStr | None = None
+    ragbot_embed_batch_size: int = Field(default=128, ge=1, le=2048)
+    # Batches sent to the embeddings server at once during a sync.
+    ragbot_embed_concurrency: int = Field(default=4, ge=1, le=64)
     ragbot_context_tokens: int | None = Field(default=None, gt=0)
     ragbot_answer_tokens: int = Field(default=1024, gt=0)
     ragbot_llm_timeout_seconds: float = Field(default=20.0, gt=0)
@@ -180,7 +187,8 @@ class Settings(BaseSettings):
 
     @property
     def embed_model(self) -> str:
-        """The offline local model unless an API embedding model is both named and keyed."""
-        if self.ragbot_embed_model and self.llm_configured:
+        """The offline local model unless an API embedding model is named and has a server:
+        its own (`RAGBOT_EMBED_URL`) or the chat model's (a key set)."""
+        if self.ragbot_embed_model and (self.ragbot_embed_url or self.llm_configured):
             return self.ragbot_embed_model
         return "local"

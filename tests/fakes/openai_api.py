@@ -58,6 +58,9 @@ class FakeOpenAI:
     tokens_per_second: float = 0.0
     max_in_flight: int = 0  # most chat requests being answered at the same moment
     _in_flight: int = 0
+    embed_seconds: float = 0.0  # every embeddings request takes this long (a busy GPU server)
+    max_embeds_in_flight: int = 0  # most embeddings requests being served at the same moment
+    _embeds_in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: LoopbackServer | None = None
 
@@ -158,6 +161,17 @@ class FakeOpenAI:
         h.wfile.write(b"data: [DONE]\n\n")
 
     def _embeddings(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._embeds_in_flight += 1
+            self.max_embeds_in_flight = max(self.max_embeds_in_flight, self._embeds_in_flight)
+        try:
+            time.sleep(self.embed_seconds)
+            self._embed(h, body)
+        finally:
+            with self._lock:
+                self._embeds_in_flight -= 1
+
+    def _embed(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         dim = int(body.get("dimensions") or MODEL_DIMS.get(body["model"], EMBED_DIM))
         vectors = [hashed_vector(text, dim) for text in inputs]

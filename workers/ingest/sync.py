@@ -3,6 +3,11 @@
 Incremental by default: a document whose version the index already holds is neither
 re-embedded nor rewritten. A checkpoint is saved only after everything before it was written,
 so a crash or an outage resumes where it stopped and the index is never left half-updated.
+
+Documents are embedded together, in batches of about `batch_chunks` passages across documents
+(a wiki's pages are a few passages each; an embedding server, or several at once, is only busy
+with many). A batch is embedded and written, in order, before anything else the connector
+yields (a checkpoint, a deletion) is acted on.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from connectors.base import (
 )
 from workers.ingest.progress import SyncProgress
 from workers.ingest.state import SourceState, StateStore, StateUnavailable, checkpoint_of
-from workers.rag.chunking import Chunker
+from workers.rag.chunking import Chunk, Chunker
 from workers.rag.embed import Embedder, EmbeddingError
 from workers.rag.index import Index, IndexUnavailable
 from workers.rag.sparse import TermLengths, document_vector
@@ -39,6 +44,16 @@ DEFAULT_MAX_CHUNKS = 500
 # Text kept for chunking when a document is cut: generous for the largest chunk (about 500
 # tokens, 4 to 6 characters each in English, fewer in Korean).
 CHARACTERS_PER_CHUNK = 4000
+DEFAULT_BATCH_CHUNKS = 256
+
+
+@dataclass
+class _Prepared:
+    """A document split into passages, waiting for its batch to be embedded."""
+
+    document: Document
+    chunks: list[Chunk]
+    problem: str | None  # what `ragbot status` should say once it is written
 
 
 class SyncFailed(Exception):
@@ -78,12 +93,14 @@ class Syncer:
         chunker: Chunker,
         state: StateStore,
         max_chunks_per_document: int = DEFAULT_MAX_CHUNKS,
+        batch_chunks: int = DEFAULT_BATCH_CHUNKS,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.chunker = chunker
         self.state = state
         self.max_chunks = max_chunks_per_document
+        self.batch_chunks = batch_chunks
         self._lengths = TermLengths()
 
     def sync(
@@ -115,37 +132,9 @@ class Syncer:
             checkpoint = None if full else checkpoint_of(source, state)
             if full:
                 state.skipped = {}
-            acls: dict[str, frozenset[str]] | None = None
             if isinstance(connector, VersionAware):
                 connector.use_known_versions({} if full else known)
-            for item in connector.poll(checkpoint):
-                tracker.tick()
-                if isinstance(item, Document):
-                    state.skipped.pop(item.id, None)
-                    problem = self._write(item, known, full, report)
-                    if problem:
-                        state.skipped[item.id] = problem
-                elif isinstance(item, Deleted):
-                    if known.pop(item.id, None) is not None:
-                        self.index.delete_document(item.id)
-                        report.deleted += 1
-                    state.skipped.pop(item.id, None)
-                elif isinstance(item, PermissionsChanged):
-                    if acls is None:  # read once, and only by sources that send these
-                        acls = self.index.document_acls(source)
-                    if item.id in known and acls.get(item.id) != item.acl:
-                        self.index.set_acl(item.id, item.acl)
-                        acls[item.id] = item.acl
-                        report.permissions_updated += 1
-                    else:
-                        report.unchanged += 1
-                    state.skipped.pop(item.id, None)
-                elif isinstance(item, Skipped):
-                    state.skipped[item.id] = item.reason
-                    report.skipped += 1
-                elif isinstance(item, Checkpoint):
-                    state.checkpoint = item.value
-                    self.state.save(source, state)
+            self._apply(connector, checkpoint, state, known, full, report, tracker)
             if prune or full:
                 report.deleted += self._prune(connector, state)
                 if isinstance(connector, GroupDirectory):
@@ -173,6 +162,66 @@ class Syncer:
         )
         return report
 
+    def _apply(
+        self,
+        connector: Connector,
+        checkpoint: Checkpoint | None,
+        state: SourceState,
+        known: dict[str, set[str]],
+        full: bool,
+        report: SyncReport,
+        tracker: _ProgressTracker,
+    ) -> None:
+        """Act on what the connector yields, in order. When the source fails part-way, the
+        documents already read are still written (the checkpoint before them stays put)."""
+        source = connector.name
+        acls: dict[str, frozenset[str]] | None = None
+        batch: list[_Prepared] = []
+        try:
+            for item in connector.poll(checkpoint):
+                tracker.tick()
+                if isinstance(item, Document):
+                    state.skipped.pop(item.id, None)
+                    prepared = self._prepare(item, known, full, report)
+                    if isinstance(prepared, str):
+                        state.skipped[item.id] = prepared
+                    elif prepared is not None:
+                        batch.append(prepared)
+                        if sum(len(p.chunks) for p in batch) >= self.batch_chunks:
+                            self._write(batch, known, report, state)
+                            batch = []
+                    continue
+                # What came before is written first; a skip report for another document
+                # need not wait for that (sources send many while listing).
+                if not isinstance(item, Skipped) or any(p.document.id == item.id for p in batch):
+                    self._write(batch, known, report, state)
+                    batch = []
+                if isinstance(item, Deleted):
+                    if known.pop(item.id, None) is not None:
+                        self.index.delete_document(item.id)
+                        report.deleted += 1
+                    state.skipped.pop(item.id, None)
+                elif isinstance(item, PermissionsChanged):
+                    if acls is None:  # read once, and only by sources that send these
+                        acls = self.index.document_acls(source)
+                    if item.id in known and acls.get(item.id) != item.acl:
+                        self.index.set_acl(item.id, item.acl)
+                        acls[item.id] = item.acl
+                        report.permissions_updated += 1
+                    else:
+                        report.unchanged += 1
+                    state.skipped.pop(item.id, None)
+                elif isinstance(item, Skipped):
+                    state.skipped[item.id] = item.reason
+                    report.skipped += 1
+                elif isinstance(item, Checkpoint):
+                    state.checkpoint = item.value
+                    self.state.save(source, state)
+        except ConnectorError:
+            self._write(batch, known, report, state)
+            raise
+        self._write(batch, known, report, state)
+
     def _expected(
         self, connector: Connector, known: dict[str, set[str]], full: bool, state: SourceState
     ) -> int | None:
@@ -186,10 +235,11 @@ class Syncer:
             return sum(1 for _ in connector.list_ids())
         return None
 
-    def _write(
+    def _prepare(
         self, document: Document, known: dict[str, set[str]], full: bool, report: SyncReport
-    ) -> str | None:
-        """Index one document; returns what `ragbot status` should say about it, if anything."""
+    ) -> _Prepared | str | None:
+        """The document's passages; None when the index already holds this version; a string
+        (what `ragbot status` should say) when it cannot be split."""
         if not full and known.get(document.id) == {document.version}:
             report.unchanged += 1
             return None
@@ -210,18 +260,37 @@ class Syncer:
                 "(RAGBOT_MAX_CHUNKS_PER_DOCUMENT)"
             )
             chunks = chunks[: self.max_chunks]
-        texts = [chunk.embed_text for chunk in chunks]
+        return _Prepared(document, chunks, problem)
+
+    def _write(
+        self,
+        batch: list[_Prepared],
+        known: dict[str, set[str]],
+        report: SyncReport,
+        state: SourceState,
+    ) -> None:
+        """Embed the batch's passages together, then write its documents in order."""
+        if not batch:
+            return
+        texts = [chunk.embed_text for prepared in batch for chunk in prepared.chunks]
         embed_started = time.perf_counter()
         dense = self.embedder.embed_passages(texts)
         report.embed_seconds += time.perf_counter() - embed_started
-        average = self._lengths.average
-        sparse = [document_vector(text, average) for text in texts]
-        self._lengths.add(sparse)
-        self.index.replace_document(document, chunks, dense, sparse)
-        known[document.id] = {document.version}
-        report.indexed += 1
-        report.chunks_embedded += len(chunks)
-        return problem
+        offset = 0
+        for prepared in batch:
+            document, chunks = prepared.document, prepared.chunks
+            own = texts[offset : offset + len(chunks)]
+            vectors = dense[offset : offset + len(chunks)]
+            offset += len(chunks)
+            average = self._lengths.average
+            sparse = [document_vector(text, average) for text in own]
+            self._lengths.add(sparse)
+            self.index.replace_document(document, chunks, vectors, sparse)
+            known[document.id] = {document.version}
+            report.indexed += 1
+            report.chunks_embedded += len(chunks)
+            if prepared.problem:
+                state.skipped[document.id] = prepared.problem
 
     def _prune(self, connector: Connector, state: SourceState) -> int:
         """Remove what the source no longer has; forget skip reports for vanished items."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -104,11 +105,16 @@ class OpenAIEmbedder:
     floor_similarity = 0.25
     same_question_similarity = 0.80
 
-    def __init__(self, client: openai.OpenAI, model: str, batch_size: int = 128) -> None:
+    def __init__(
+        self, client: openai.OpenAI, model: str, batch_size: int = 128, concurrency: int = 1
+    ) -> None:
         self._client = client
         self.model = model
         self.batch_size = batch_size
         self._dim = _KNOWN_DIMS.get(model)
+        # A sync's batches go to the server `concurrency` at once (a GPU server is only busy
+        # when several are in flight); the openai client is safe to share between threads.
+        self._pool = ThreadPoolExecutor(concurrency, "ragbot-embed") if concurrency > 1 else None
 
     @property
     def name(self) -> str:
@@ -121,9 +127,15 @@ class OpenAIEmbedder:
         return self._dim
 
     def embed_passages(self, texts: Sequence[str]) -> Vectors:
-        rows: list[list[float]] = []
-        for start in range(0, len(texts), self.batch_size):
-            rows.extend(self._create(list(texts[start : start + self.batch_size])))
+        batches = [
+            list(texts[start : start + self.batch_size])
+            for start in range(0, len(texts), self.batch_size)
+        ]
+        if self._pool is not None and len(batches) > 1:
+            embedded = list(self._pool.map(self._create, batches))  # in order; first error raised
+        else:
+            embedded = [self._create(batch) for batch in batches]
+        rows = [row for batch in embedded for row in batch]
         if not rows:
             return np.zeros((0, self.dim), dtype=np.float32)
         return _normalised(np.asarray(rows, dtype=np.float32))
