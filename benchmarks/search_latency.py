@@ -95,6 +95,14 @@ def channel_audience(members: int, seed: int = 3) -> Audience:
     return Audience.everyone_of(readers)
 
 
+def random_query(rng: np.random.Generator) -> tuple[str, np.ndarray]:
+    """Five vocabulary words and a random unit vector: a question the index has no answer
+    for, so every search does the full work."""
+    vector = rng.normal(size=LocalE5Embedder.dim).astype(np.float32)
+    vector /= np.linalg.norm(vector)
+    return " ".join(f"term{i}" for i in rng.integers(0, 20_000, 5)), vector
+
+
 class DrawnVectors(LocalModelStandIn):
     """Query vectors drawn at random beforehand: the search is timed, not a model."""
 
@@ -137,9 +145,7 @@ def measure(
     embedder = DrawnVectors()
     retriever = Retriever(embedder, index)  # the answer path's search, embedding aside
     for _ in range(queries):
-        vector = rng.normal(size=LocalE5Embedder.dim).astype(np.float32)
-        vector /= np.linalg.norm(vector)
-        question = " ".join(f"term{i}" for i in rng.integers(0, 20_000, 5))
+        question, vector = random_query(rng)
         embedder.vectors[question] = vector
         started = time.perf_counter()
         fused = retriever.search(question, audience, 10, curation=curation).hits
@@ -226,9 +232,7 @@ def compare_curation(path: Path, queries: int, curation: Curation, seed: int = 1
             rng = np.random.default_rng(seed + run)
             timings: dict[str, list[float]] = {name: [] for name in rounds}
             for _ in range(queries):
-                vector = rng.normal(size=LocalE5Embedder.dim).astype(np.float32)
-                vector /= np.linalg.norm(vector)
-                question = " ".join(f"term{i}" for i in rng.integers(0, 20_000, 5))
+                question, vector = random_query(rng)
                 for name, chosen in rounds.items():
                     embedder.vectors[question] = vector
                     started = time.perf_counter()

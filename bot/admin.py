@@ -21,7 +21,7 @@ from workers.curation_store import (
     encode_preferences,
     scope_key,
 )
-from workers.gap_log import DEFAULT_DAYS, DIGEST_KEY, MAX_DAYS
+from workers.gap_log import DEFAULT_DAYS, DIGEST_KEY, MAX_DAYS, decode_targets
 from workers.ingest.sources import SOURCES, configured_sources
 from workers.rag.curation import ACTIONS, DocumentPreferences, link_text, normalize_place
 from workers.settings import Settings
@@ -207,10 +207,7 @@ def plan_gaps(args: Sequence[str]) -> GapsRequest:
 
 async def set_digest(store: AsyncStore, platform: str, target: dict[str, object] | None) -> str:
     """The weekly gaps digest goes to `target` (a question payload) on `platform`, or stops."""
-    try:
-        targets = json.loads(await store.get(DIGEST_KEY) or "{}")
-    except json.JSONDecodeError:
-        targets = {}
+    targets = decode_targets(await store.get(DIGEST_KEY))
     if target is None:
         targets.pop(platform, None)
     else:

@@ -137,19 +137,19 @@ class Intake:
     ) -> None:
         """Appends a 👍/👎 to the feedback log with the answer it was given on."""
         answer = await self.store.get(f"answer:{question_id}") if question_id else None
+        answered: dict[str, Any] = json.loads(answer) if answer else {}
         record: dict[str, Any] = {
             "platform": self.platform,
             "question_id": question_id,
             "vote": vote,
             "user": user,
             "at": time.time(),
-            "answer": json.loads(answer) if answer else None,
+            "answer": answered or None,
         }
         if comment is not None:
             record["comment"] = comment
         await self.store.append(FEEDBACK_LOG, json.dumps(record))
         metrics.FEEDBACK.labels(self.platform, vote).inc()
-        answered = record["answer"] if isinstance(record["answer"], dict) else {}
         question = answered.get("question")
         # A 👎 makes the question a knowledge gap, once per person however often they click.
         if (

@@ -64,7 +64,11 @@ def read_gaps(kv: KeyValue, since: float) -> list[Gap]:
 
 def digest_targets(kv: KeyValue) -> dict[str, dict[str, object]]:
     """Where the weekly digest goes: {platform: the conversation's question payload}."""
-    raw = kv.get(DIGEST_KEY)
+    return decode_targets(kv.get(DIGEST_KEY))
+
+
+def decode_targets(raw: str | None) -> dict[str, dict[str, object]]:
+    """The stored digest targets; none when unset or unreadable."""
     try:
         targets = json.loads(raw) if raw else {}
     except json.JSONDecodeError:

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from workers.rag.curation import ACTIONS
+
 _AT = re.compile(r"<at\b[^>]*>(.*?)</at>", re.IGNORECASE | re.DOTALL)
 _BREAK = re.compile(r"<br\s*/?>|</p>|</div>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]+>")
@@ -80,9 +82,7 @@ def _is_curation(verb: str, lowered: list[str], rest: list[str]) -> bool:
         return lowered in ([], ["list"]) or bool(place and lowered[0] in ("add", "remove"))
     if verb == "doc":
         link = len(rest) == 2 and "://" in rest[1]
-        return lowered == ["list"] or bool(
-            link and lowered[0] in ("boost", "bury", "hide", "reset")
-        )
+        return lowered == ["list"] or bool(link and lowered[0] in (*ACTIONS, "reset"))
     if verb == "gaps":
         return lowered in ([], ["weekly", "on"], ["weekly", "off"]) or (
             len(lowered) == 1 and lowered[0].isdigit()

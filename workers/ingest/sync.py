@@ -177,6 +177,7 @@ class Syncer:
         source = connector.name
         acls: dict[str, frozenset[str]] | None = None
         batch: list[_Prepared] = []
+        batched = 0  # passages waiting in `batch`
         try:
             for item in connector.poll(checkpoint):
                 tracker.tick()
@@ -187,15 +188,16 @@ class Syncer:
                         state.skipped[item.id] = prepared
                     elif prepared is not None:
                         batch.append(prepared)
-                        if sum(len(p.chunks) for p in batch) >= self.batch_chunks:
+                        batched += len(prepared.chunks)
+                        if batched >= self.batch_chunks:
                             self._write(batch, known, report, state)
-                            batch = []
+                            batch, batched = [], 0
                     continue
                 # What came before is written first; a skip report for another document
                 # need not wait for that (sources send many while listing).
                 if not isinstance(item, Skipped) or any(p.document.id == item.id for p in batch):
                     self._write(batch, known, report, state)
-                    batch = []
+                    batch, batched = [], 0
                 if isinstance(item, Deleted):
                     if known.pop(item.id, None) is not None:
                         self.index.delete_document(item.id)

@@ -57,8 +57,9 @@ class EdgeIndex:
             else:
                 path.mkdir(parents=True, exist_ok=True)
                 self._shard = qe.EdgeShard.create(str(path), config)
-            # Idempotent: an index made by an older version gains the fields added since.
-            for field in KEYWORD_FIELDS:
+            # An index made by an older version gains the fields added since.
+            indexed = set(self._shard.info().payload_schema)
+            for field in (f for f in KEYWORD_FIELDS if f not in indexed):
                 self._shard.update(
                     qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
                 )

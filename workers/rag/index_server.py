@@ -57,8 +57,9 @@ class ServerIndex:
                         SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
                     },
                 )
-            # Idempotent: a collection made by an older version gains the fields added since.
-            for field in KEYWORD_FIELDS:
+            # A collection made by an older version gains the fields added since.
+            indexed = set(client.get_collection(collection).payload_schema)
+            for field in (f for f in KEYWORD_FIELDS if f not in indexed):
                 client.create_payload_index(
                     collection, field, models.PayloadSchemaType.KEYWORD, wait=True
                 )
