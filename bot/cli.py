@@ -88,8 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
 
-    worker = commands.add_parser("worker", help="a Celery worker (all queues unless -Q)")
-    worker.add_argument("-Q", "--queues", default="answer,index", help="default: answer,index")
+    worker = commands.add_parser(
+        "worker", help="a Celery worker (answers and syncs unless -Q; `-Q embed` embeds)"
+    )
+    worker.add_argument(
+        "-Q",
+        "--queues",
+        default=None,
+        help="default: all (answer,index, and embed with RAGBOT_EMBED_FANOUT)",
+    )
 
     commands.add_parser("beat", help="the Celery beat scheduler (periodic syncs)")
 
@@ -305,6 +312,10 @@ def _worker(runtime: Runtime, args: argparse.Namespace) -> int:
 
     app = configure(runtime.settings)
     celery_args = list(args.celery_args)
+    every = [jobs.ANSWER_QUEUE, jobs.INDEX_QUEUE]
+    if runtime.settings.ragbot_embed_fanout:
+        every.append(jobs.EMBED_QUEUE)
+    queues: str = args.queues or ",".join(every)
 
     def given(*flags: str) -> bool:
         return any(a in flags or a.startswith(tuple(f"{f}=" for f in flags)) for a in celery_args)
@@ -315,8 +326,12 @@ def _worker(runtime: Runtime, args: argparse.Namespace) -> int:
     if not given("-P", "--pool"):
         celery_args += ["--pool", "threads"]
     if not given("-c", "--concurrency"):
-        celery_args += ["--concurrency", str(runtime.settings.ragbot_worker_threads)]
-    app.worker_main(["worker", "--loglevel=INFO", "-Q", args.queues, *celery_args])
+        # An embedding worker embeds one batch at a time, on all its cores: batches then
+        # spread over every embedding worker instead of piling up on the first.
+        embeds_only = set(queues.split(",")) == {jobs.EMBED_QUEUE}
+        threads = 1 if embeds_only else runtime.settings.ragbot_worker_threads
+        celery_args += ["--concurrency", str(threads)]
+    app.worker_main(["worker", "--loglevel=INFO", "-Q", queues, *celery_args])
     return 0
 
 

@@ -38,7 +38,8 @@ class Stack:
     def __init__(self, env: dict[str, str], port: int, logs: Path) -> None:
         self.env, self.port, self.logs = env, port, logs
         self.server: subprocess.Popen[bytes] | None = None
-        self.worker: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None  # the one started last
+        self.workers: list[subprocess.Popen[bytes]] = []
 
     @property
     def url(self) -> str:
@@ -48,21 +49,21 @@ class Stack:
         self.server = self._spawn("serve", ["serve", "--port", str(self.port)])
         wait_for(self._healthy, 30, "the front door")
 
-    def start_worker(self) -> None:
+    def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+        """`ragbot worker` with `args` (e.g. `-Q embed`)."""
         self.worker = self._spawn(
             "worker",
-            [
-                "worker",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
+            ["worker", *args, "--without-gossip", "--without-mingle", "--without-heartbeat"],
         )
+        self.workers.append(self.worker)
+        return self.worker
 
-    def kill_worker(self) -> None:
-        assert self.worker is not None
-        self.worker.send_signal(signal.SIGKILL)
-        self.worker.wait(10)
+    def kill_worker(self, worker: subprocess.Popen[bytes] | None = None) -> None:
+        """kill -9, as the OOM killer or a lost node does."""
+        process = worker or self.worker
+        assert process is not None
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}-{time.monotonic_ns()}.log").open("wb")
@@ -75,7 +76,7 @@ class Stack:
             return False
 
     def stop(self) -> None:
-        for process in (self.server, self.worker):
+        for process in (self.server, *self.workers):
             if process and process.poll() is None:
                 process.terminate()
                 try:

@@ -9,7 +9,9 @@ so a question survives a crash. A live worker keeps the messages it holds invisi
 heartbeats (workers/heartbeat.py), so a slow answer is never handed to a second worker while
 the first still runs. Workers run tasks on threads by default (`ragbot worker`). Index tasks are
 acknowledged on receipt instead: a sync can run for longer than any sane visibility timeout,
-and an interrupted sync is simply resumed from its checkpoint by the next run.
+and an interrupted sync is simply resumed from its checkpoint by the next run. Embedding
+batches (the `embed` queue) are acknowledged late like answers: a killed embedding worker's
+batch goes to another one.
 """
 
 from __future__ import annotations
@@ -56,9 +58,10 @@ def make_celery(settings: Settings) -> Celery:
 def _apply(app: Celery, settings: Settings) -> None:
     visibility = settings.ragbot_task_visibility_seconds
     app.conf.update(
-        task_queues=[Queue(jobs.ANSWER_QUEUE), Queue(jobs.INDEX_QUEUE)],
+        task_queues=[Queue(jobs.ANSWER_QUEUE), Queue(jobs.INDEX_QUEUE), Queue(jobs.EMBED_QUEUE)],
         task_default_queue=jobs.ANSWER_QUEUE,
-        task_routes={name: {"queue": jobs.INDEX_QUEUE} for name in jobs.INDEX_TASKS},
+        task_routes={name: {"queue": jobs.INDEX_QUEUE} for name in jobs.INDEX_TASKS}
+        | {jobs.EMBED: {"queue": jobs.EMBED_QUEUE}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

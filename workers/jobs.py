@@ -15,9 +15,12 @@ STATUS = "ragbot.status"
 ASK = "ragbot.ask"
 ADMIN_GAPS = "ragbot.admin_gaps"
 GAPS_DIGEST = "ragbot.gaps_digest"
+EMBED = "ragbot.embed"
 
 ANSWER_QUEUE = "answer"
 INDEX_QUEUE = "index"
+# Batches of passages from fanned-out syncs; only embedding workers listen here.
+EMBED_QUEUE = "embed"
 # Everything that reads or writes the index in bulk runs on the index queue; the rest answers.
 INDEX_TASKS = (SYNC_SOURCE, SYNC_ALL, ADMIN_STATUS, STATUS)
 

@@ -6,15 +6,17 @@ use and closed with the runtime, so each command pays only for what it uses.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import openai
 import redis
 
 from connectors.base import Connector
+from workers.ingest.batches import BatchEmbedding
 from workers.ingest.sources import build_connector, configured_sources
 from workers.ingest.state import FileStateStore, RedisStateStore, StateStore
 from workers.ingest.status import SourceStatus, source_statuses
@@ -31,8 +33,15 @@ from workers.rag.tokens import BpeTokenCounter, counter_for_model
 from workers.readers import for_email
 from workers.settings import NotConfigured, Settings
 
+if TYPE_CHECKING:
+    from celery import Celery
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 EMBED_RETRIES = 2
+# Passages per batch handed to an embedding worker: small enough to spread a few thousand
+# over many workers, large enough that queueing costs nothing beside embedding (seconds each).
+FANOUT_BATCH_CHUNKS = 64
 
 
 class Runtime:
@@ -155,15 +164,44 @@ class Runtime:
 
     def syncer(self) -> Syncer:
         settings = self.settings
-        # Enough passages per batch to keep every concurrent request to a server busy.
-        remote = settings.ragbot_embed_batch_size * settings.ragbot_embed_concurrency
+        fan_out = settings.ragbot_embed_fanout and bool(settings.redis_url)
+        if settings.ragbot_embed_fanout and not fan_out:
+            log.warning("RAGBOT_EMBED_FANOUT needs REDIS_URL: syncs embed in-process")
+        if fan_out:
+            batch_chunks = FANOUT_BATCH_CHUNKS
+        elif settings.embed_model == "local":
+            batch_chunks = DEFAULT_BATCH_CHUNKS
+        else:  # enough passages per batch to keep every concurrent request to a server busy
+            batch_chunks = settings.ragbot_embed_batch_size * settings.ragbot_embed_concurrency
         return Syncer(
             self.index,
             self.embedder,
             self.chunker,
             self.state,
             max_chunks_per_document=settings.ragbot_max_chunks_per_document,
-            batch_chunks=DEFAULT_BATCH_CHUNKS if settings.embed_model == "local" else remote,
+            batch_chunks=batch_chunks,
+            embedding=self._queued_embedding if fan_out else None,
+        )
+
+    def _queued_embedding(self) -> BatchEmbedding:
+        """Embedding workers on the task queue, reached with this runtime's settings."""
+        from workers import celery_app
+        from workers.embed_fanout import QueuedEmbedding
+
+        def app() -> Celery:
+            try:  # a worker's own app, when it was configured with these settings
+                if celery_app.configured_settings() is self.settings:
+                    return celery_app.app
+            except RuntimeError:
+                pass
+            return celery_app.make_celery(self.settings)  # a script, a benchmark
+
+        settings = self.settings
+        return QueuedEmbedding(
+            self._once("celery", app),
+            self.embedder,
+            settings.ragbot_embed_batches_in_flight,
+            settings.ragbot_embed_wait_seconds,
         )
 
     def answer_service(self) -> AnswerService:

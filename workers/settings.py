@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     ragbot_embed_batch_size: int = Field(default=128, ge=1, le=2048)
     # Batches sent to the embeddings server at once during a sync.
     ragbot_embed_concurrency: int = Field(default=4, ge=1, le=64)
+    # Syncs hand their batches to embedding workers on the `embed` queue (`ragbot worker -Q
+    # embed`, any number of them) instead of embedding in the index worker; needs REDIS_URL.
+    ragbot_embed_fanout: bool = False
+    # Batches a fanned-out sync keeps out at once: at least twice the embedding workers.
+    ragbot_embed_batches_in_flight: int = Field(default=16, ge=1, le=1024)
+    # A fanned-out sync fails (and resumes from its checkpoint next time) when no embedding
+    # worker has returned the batch it waits for within this long.
+    ragbot_embed_wait_seconds: int = Field(default=900, ge=10)
     ragbot_context_tokens: int | None = Field(default=None, gt=0)
     ragbot_answer_tokens: int = Field(default=1024, gt=0)
     ragbot_llm_timeout_seconds: float = Field(default=20.0, gt=0)

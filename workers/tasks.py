@@ -25,6 +25,7 @@ from workers.chat_answer import Outcome, PatientThread, answer_in_thread
 from workers.curation_store import load_curation
 from workers.delivery.chat import ChatThread, DeliveryError, ViewRules
 from workers.delivery.platforms import Deliveries
+from workers.embed_fanout import EmbeddedPayload, embed_batch
 from workers.gap_log import (
     DIGEST_DAYS,
     GAPS_FAILED,
@@ -288,6 +289,13 @@ def _revisit_answers(ctx: WorkerContext, source: str) -> None:
         return
     if report.redacted or report.updated or report.held_back:
         log.info("revisited answers after syncing %s: %s", source, report)
+
+
+@app.task(name=jobs.EMBED)
+def embed(texts: list[str]) -> EmbeddedPayload:
+    """One batch of a fanned-out sync; acknowledged when done, so a killed worker's batch is
+    embedded by another. Never opens the index."""
+    return embed_batch(context().runtime.embedder, texts)
 
 
 @app.task(name=jobs.SYNC_ALL, acks_late=False)

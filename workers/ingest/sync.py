@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from connectors.base import (
@@ -29,6 +30,7 @@ from connectors.base import (
     Skipped,
     VersionAware,
 )
+from workers.ingest.batches import BatchEmbedding, EmbeddingThread, PendingBatch
 from workers.ingest.progress import SyncProgress
 from workers.ingest.state import SourceState, StateStore, StateUnavailable, checkpoint_of
 from workers.rag.chunking import Chunk, Chunker
@@ -54,6 +56,48 @@ class _Prepared:
     document: Document
     chunks: list[Chunk]
     problem: str | None  # what `ragbot status` should say once it is written
+
+
+@dataclass
+class _Batch:
+    """Passages handed over for embedding, with the documents they belong to."""
+
+    documents: list[_Prepared]
+    texts: list[str]
+    vectors: PendingBatch
+
+
+# What waits behind a batch: anything a connector yields but a document.
+_Action = Deleted | PermissionsChanged | Skipped | Checkpoint
+
+
+@dataclass
+class _Run:
+    """One sync's working state, in the order the source gave it."""
+
+    source: str
+    state: SourceState
+    known: dict[str, set[str]]
+    full: bool
+    report: SyncReport
+    tracker: _ProgressTracker
+    embedding: BatchEmbedding
+    acls: dict[str, frozenset[str]] | None = None
+    pending: deque[_Batch | _Action] = field(default_factory=deque)
+    batches_out: int = 0
+
+    def send(self, gathering: list[_Prepared]) -> None:
+        """Hand the gathered documents' passages over for embedding; they wait in line."""
+        if not gathering:
+            return
+        texts = [chunk.embed_text for prepared in gathering for chunk in prepared.chunks]
+        self.pending.append(_Batch(gathering, texts, self.embedding.submit(texts)))
+        self.batches_out += 1
+
+    def holds(self, document_id: str, gathering: list[_Prepared]) -> bool:
+        """Whether the document is on its way to the index (gathered or out for embedding)."""
+        waiting = [p for b in self.pending if isinstance(b, _Batch) for p in b.documents]
+        return any(p.document.id == document_id for p in [*gathering, *waiting])
 
 
 class SyncFailed(Exception):
@@ -94,13 +138,17 @@ class Syncer:
         state: StateStore,
         max_chunks_per_document: int = DEFAULT_MAX_CHUNKS,
         batch_chunks: int = DEFAULT_BATCH_CHUNKS,
+        embedding: Callable[[], BatchEmbedding] | None = None,
     ) -> None:
+        """`embedding` gives each sync the place its batches are embedded (default: this
+        embedder on a thread beside the sync)."""
         self.index = index
         self.embedder = embedder
         self.chunker = chunker
         self.state = state
         self.max_chunks = max_chunks_per_document
         self.batch_chunks = batch_chunks
+        self.embedding = embedding or (lambda: EmbeddingThread(embedder))
         self._lengths = TermLengths()
 
     def sync(
@@ -118,6 +166,7 @@ class Syncer:
         started = time.perf_counter()
         state = self.state.load(source)
         state.last_attempt_at = _now()
+        embedding = self.embedding()
         try:
             known = self.index.document_versions(source)
             tracker = _ProgressTracker(
@@ -134,7 +183,8 @@ class Syncer:
                 state.skipped = {}
             if isinstance(connector, VersionAware):
                 connector.use_known_versions({} if full else known)
-            self._apply(connector, checkpoint, state, known, full, report, tracker)
+            run = _Run(source, state, known, full, report, tracker, embedding)
+            self._apply(connector, checkpoint, run)
             if prune or full:
                 report.deleted += self._prune(connector, state)
                 if isinstance(connector, GroupDirectory):
@@ -145,6 +195,8 @@ class Syncer:
             state.progress = None
             self._save_quietly(source, state)
             raise SyncFailed(f"{source}: {exc}") from exc
+        finally:
+            embedding.close()
         tracker.tick(final=True)
         state.last_success_at = _now()
         state.last_error = None
@@ -162,67 +214,83 @@ class Syncer:
         )
         return report
 
-    def _apply(
-        self,
-        connector: Connector,
-        checkpoint: Checkpoint | None,
-        state: SourceState,
-        known: dict[str, set[str]],
-        full: bool,
-        report: SyncReport,
-        tracker: _ProgressTracker,
-    ) -> None:
-        """Act on what the connector yields, in order. When the source fails part-way, the
-        documents already read are still written (the checkpoint before them stays put)."""
-        source = connector.name
-        acls: dict[str, frozenset[str]] | None = None
-        batch: list[_Prepared] = []
-        batched = 0  # passages waiting in `batch`
+    def _apply(self, connector: Connector, checkpoint: Checkpoint | None, run: _Run) -> None:
+        """Act on what the connector yields, in order. Batches are embedded while listing goes
+        on; anything else (a checkpoint, a deletion) waits for the batches before it to be
+        written. When the source fails part-way, the documents already read are still written
+        (the checkpoint before them stays put)."""
+        gathering: list[_Prepared] = []
         try:
             for item in connector.poll(checkpoint):
-                tracker.tick()
+                run.tracker.tick()
                 if isinstance(item, Document):
-                    state.skipped.pop(item.id, None)
-                    prepared = self._prepare(item, known, full, report)
+                    run.state.skipped.pop(item.id, None)
+                    prepared = self._prepare(item, run.known, run.full, run.report)
                     if isinstance(prepared, str):
-                        state.skipped[item.id] = prepared
+                        run.state.skipped[item.id] = prepared
                     elif prepared is not None:
-                        batch.append(prepared)
-                        batched += len(prepared.chunks)
-                        if batched >= self.batch_chunks:
-                            self._write(batch, known, report, state)
-                            batch, batched = [], 0
+                        gathering.append(prepared)
+                        if sum(len(p.chunks) for p in gathering) >= self.batch_chunks:
+                            run.send(gathering)
+                            gathering = []
+                    self._settle(run)
                     continue
-                # What came before is written first; a skip report for another document
-                # need not wait for that (sources send many while listing).
-                if not isinstance(item, Skipped) or any(p.document.id == item.id for p in batch):
-                    self._write(batch, known, report, state)
-                    batch, batched = [], 0
-                if isinstance(item, Deleted):
-                    if known.pop(item.id, None) is not None:
-                        self.index.delete_document(item.id)
-                        report.deleted += 1
-                    state.skipped.pop(item.id, None)
-                elif isinstance(item, PermissionsChanged):
-                    if acls is None:  # read once, and only by sources that send these
-                        acls = self.index.document_acls(source)
-                    if item.id in known and acls.get(item.id) != item.acl:
-                        self.index.set_acl(item.id, item.acl)
-                        acls[item.id] = item.acl
-                        report.permissions_updated += 1
-                    else:
-                        report.unchanged += 1
-                    state.skipped.pop(item.id, None)
-                elif isinstance(item, Skipped):
-                    state.skipped[item.id] = item.reason
-                    report.skipped += 1
-                elif isinstance(item, Checkpoint):
-                    state.checkpoint = item.value
-                    self.state.save(source, state)
+                # A skip report for a document not on its way to the index need not wait
+                # (sources send many while listing).
+                if isinstance(item, Skipped) and not run.holds(item.id, gathering):
+                    self._act(item, run)
+                    continue
+                run.send(gathering)
+                gathering = []
+                run.pending.append(item)
+                self._settle(run)
         except ConnectorError:
-            self._write(batch, known, report, state)
+            run.send(gathering)
+            self._settle(run, drain=True)
             raise
-        self._write(batch, known, report, state)
+        run.send(gathering)
+        self._settle(run, drain=True)
+
+    def _settle(self, run: _Run, drain: bool = False) -> None:
+        """Write the batches whose vectors are back and act on the items behind them, in order;
+        wait for the oldest batch while too many are out (or everything, with `drain`)."""
+        while run.pending:
+            head = run.pending[0]
+            if isinstance(head, _Batch):
+                too_many = run.batches_out >= run.embedding.in_flight
+                if not (drain or too_many or head.vectors.done()):
+                    return
+                self._write(head, run)
+                run.batches_out -= 1
+            else:
+                self._act(head, run)
+            run.pending.popleft()
+
+    def _act(self, item: _Action, run: _Run) -> None:
+        """A deletion, a sharing change, a skip report or a checkpoint, once all before it is
+        written."""
+        state, report, known = run.state, run.report, run.known
+        if isinstance(item, Deleted):
+            if known.pop(item.id, None) is not None:
+                self.index.delete_document(item.id)
+                report.deleted += 1
+            state.skipped.pop(item.id, None)
+        elif isinstance(item, PermissionsChanged):
+            if run.acls is None:  # read once, and only by sources that send these
+                run.acls = self.index.document_acls(run.source)
+            if item.id in known and run.acls.get(item.id) != item.acl:
+                self.index.set_acl(item.id, item.acl)
+                run.acls[item.id] = item.acl
+                report.permissions_updated += 1
+            else:
+                report.unchanged += 1
+            state.skipped.pop(item.id, None)
+        elif isinstance(item, Skipped):
+            state.skipped[item.id] = item.reason
+            report.skipped += 1
+        elif isinstance(item, Checkpoint):
+            state.checkpoint = item.value
+            self.state.save(run.source, state)
 
     def _expected(
         self, connector: Connector, known: dict[str, set[str]], full: bool, state: SourceState
@@ -264,35 +332,29 @@ class Syncer:
             chunks = chunks[: self.max_chunks]
         return _Prepared(document, chunks, problem)
 
-    def _write(
-        self,
-        batch: list[_Prepared],
-        known: dict[str, set[str]],
-        report: SyncReport,
-        state: SourceState,
-    ) -> None:
-        """Embed the batch's passages together, then write its documents in order."""
-        if not batch:
-            return
-        texts = [chunk.embed_text for prepared in batch for chunk in prepared.chunks]
-        embed_started = time.perf_counter()
-        dense = self.embedder.embed_passages(texts)
-        report.embed_seconds += time.perf_counter() - embed_started
+    def _write(self, batch: _Batch, run: _Run) -> None:
+        """Write the batch's documents in order, once its vectors are back."""
+        embedded = batch.vectors.result()
+        run.report.embed_seconds += embedded.seconds
+        if len(embedded.vectors) != len(batch.texts):
+            raise EmbeddingError(
+                f"{len(embedded.vectors)} vectors came back for {len(batch.texts)} passages"
+            )
         offset = 0
-        for prepared in batch:
+        for prepared in batch.documents:
             document, chunks = prepared.document, prepared.chunks
-            own = texts[offset : offset + len(chunks)]
-            vectors = dense[offset : offset + len(chunks)]
+            own = batch.texts[offset : offset + len(chunks)]
+            vectors = embedded.vectors[offset : offset + len(chunks)]
             offset += len(chunks)
             average = self._lengths.average
             sparse = [document_vector(text, average) for text in own]
             self._lengths.add(sparse)
             self.index.replace_document(document, chunks, vectors, sparse)
-            known[document.id] = {document.version}
-            report.indexed += 1
-            report.chunks_embedded += len(chunks)
+            run.known[document.id] = {document.version}
+            run.report.indexed += 1
+            run.report.chunks_embedded += len(chunks)
             if prepared.problem:
-                state.skipped[document.id] = prepared.problem
+                run.state.skipped[document.id] = prepared.problem
 
     def _prune(self, connector: Connector, state: SourceState) -> int:
         """Remove what the source no longer has; forget skip reports for vanished items."""
