@@ -178,7 +178,8 @@ class SourceFreshness(Collector):
 
 
 class QueueDepth(Collector):
-    """Questions and index jobs waiting for a worker (the broker's lists in Redis)."""
+    """Questions, index jobs and embedding batches waiting for a worker (the broker's lists in
+    Redis); the embed queue's depth is what an autoscaler may scale embedding pods on."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -188,7 +189,7 @@ class QueueDepth(Collector):
             "ragbot_queue_depth", "Tasks waiting for a worker, by queue", labels=["queue"]
         )
         try:
-            for queue in (jobs.ANSWER_QUEUE, jobs.INDEX_QUEUE):
+            for queue in (jobs.ANSWER_QUEUE, jobs.INDEX_QUEUE, jobs.EMBED_QUEUE):
                 family.add_metric([queue], float(self.client.llen(queue)))
         except Exception:  # a scrape must not fail because Redis blinked
             return

@@ -109,6 +109,39 @@ def test_beat_runs_exactly_once_and_workers_are_separate() -> None:
         render({"beat": {"replicas": 2}})
 
 
+def test_embedding_pods_are_opt_in_and_scale_on_their_queue() -> None:
+    assert "acme-ragbot-embed-worker" not in kinds(render(), "Deployment")
+    assert "RAGBOT_EMBED_FANOUT" not in kinds(render(), "ConfigMap")["acme-ragbot-config"]["data"]
+
+    manifests = render(value_sets()["slack-external-stores-values.yaml"])
+    embed = kinds(manifests, "Deployment")["acme-ragbot-embed-worker"]["spec"]
+    pod = embed["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:5] == ["worker", "-Q", "embed", "--concurrency", "2"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["nodeSelector"] == {"accelerator": "nvidia-l4"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert "replicas" not in embed, "the autoscaler owns the count"
+    (metric,) = kinds(manifests, "HorizontalPodAutoscaler")["acme-ragbot-embed-worker"]["spec"][
+        "metrics"
+    ]
+    assert metric["external"]["metric"] == {
+        "name": "ragbot_queue_depth",
+        "selector": {"matchLabels": {"queue": "embed"}},
+    }
+    config = kinds(manifests, "ConfigMap")["acme-ragbot-config"]["data"]
+    assert config["RAGBOT_EMBED_FANOUT"] == "true"
+    assert config["RAGBOT_EMBED_BATCHES_IN_FLIGHT"] == "16", "two per batch slot at most pods"
+    others = kinds(manifests, "Deployment")["acme-ragbot-index-worker"]["spec"]["template"]
+    assert "nodeSelector" not in others["spec"], "only embedding pods go to GPU nodes"
+
+    cpu = render({"embedWorkers": {"enabled": True}})
+    (metric,) = kinds(cpu, "HorizontalPodAutoscaler")["acme-ragbot-embed-worker"]["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    with pytest.raises(helm.HelmValuesError, match="metric"):
+        render({"embedWorkers": {"autoscaling": {"metric": "memory"}}})
+
+
 def test_external_redis_and_qdrant_replace_the_stateful_sets() -> None:
     bundled = render()
     assert set(kinds(bundled, "StatefulSet")) == {"acme-ragbot-redis", "acme-ragbot-qdrant"}
