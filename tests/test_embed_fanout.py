@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,8 +74,10 @@ class HeldEmbedding:
         self.in_flight, self.failing = in_flight, failing
         self.out = 0
         self.most_out = 0
+        self.submitted = 0
 
     def submit(self, texts: list[str]) -> PendingBatch:
+        self.submitted += 1
         self.out += 1
         self.most_out = max(self.most_out, self.out)
         return _Held(self, texts)
@@ -120,7 +123,8 @@ def test_a_checkpoint_waits_for_every_batch_before_it(index: EdgeIndex, tmp_path
 
 
 def test_what_follows_a_batch_is_done_after_it_is_written(index: EdgeIndex, tmp_path: Path) -> None:
-    script: list[PollItem] = [document(0), document(1), Deleted("files:0.md"), document(2)]
+    empty = replace(document(3), text="")  # no passage: written without embedding
+    script: list[PollItem] = [document(0), document(1), Deleted("files:0.md"), empty, document(2)]
     held = HeldEmbedding(in_flight=8)
     syncer = Syncer(
         index,
@@ -131,8 +135,9 @@ def test_what_follows_a_batch_is_done_after_it_is_written(index: EdgeIndex, tmp_
         embedding=lambda: held,
     )
     report = syncer.sync(Script(script), prune=False)
-    assert report.indexed == 3 and report.deleted == 1
+    assert report.indexed == 4 and report.deleted == 1
     assert sorted(index.document_versions("files")) == ["files:1.md", "files:2.md"]
+    assert held.submitted == 3, "a document without passages is not sent to be embedded"
 
 
 def test_vectors_from_another_model_are_refused() -> None:
@@ -184,8 +189,7 @@ def test_a_fanned_out_sync_matches_one_embedded_in_process(
     settings = fanout_settings(redis_db, fake, tmp_path / "fanned", handbook_copy)
     stack = Stack(worker_env(settings), free_port(), tmp_path)
     try:
-        stack.start_worker("-Q", "embed")
-        stack.start_worker()  # with RAGBOT_EMBED_FANOUT every worker embeds too
+        stack.start_worker()  # no -Q: with RAGBOT_EMBED_FANOUT a worker embeds too
         with Runtime(settings) as runtime:
             fanned = runtime.syncer().sync(runtime.connector("files"))
             fanned_index = runtime.index

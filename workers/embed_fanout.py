@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 from celery import Celery
-from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
@@ -28,6 +27,7 @@ from workers.ingest.batches import EmbeddedBatch, PendingBatch
 from workers.rag.embed import Embedder, EmbeddingError
 
 _BROKER_ERRORS = (OperationalError, RedisError, OSError)
+POLL_SECONDS = 0.05
 # What a worker replies: {"model": name, "dim": n, "vectors": base64 float32, "seconds": s}.
 EmbeddedPayload = dict[str, Any]
 
@@ -82,19 +82,23 @@ class QueuedEmbedding:
         return _QueuedBatch(self, result, len(texts))
 
     def _take(self, result: AsyncResult, count: int) -> EmbeddedBatch:
+        # Polled rather than `result.get()`: Celery's Redis result consumer is one pub/sub
+        # connection per process and is not safe across the worker's threads (two sources
+        # syncing at once); a state read is one GET.
+        deadline = time.monotonic() + self._wait
         try:
-            payload = result.get(timeout=self._wait, disable_sync_subtasks=False)
-        except CeleryTimeout as exc:
-            raise EmbeddingError(
-                f"no embedding worker returned a batch within {self._wait:g} s; is one running "
-                "(`ragbot worker -Q embed`)?"
-            ) from exc
+            while not result.ready():
+                if time.monotonic() > deadline:
+                    raise EmbeddingError(
+                        f"no embedding worker returned a batch within {self._wait:g} s; is one "
+                        "running (`ragbot worker -Q embed`)?"
+                    )
+                time.sleep(POLL_SECONDS)
+            if not result.successful():
+                raise EmbeddingError(f"an embedding worker failed: {result.result}")
+            payload = result.result
         except _BROKER_ERRORS as exc:
             raise EmbeddingError(f"lost touch with the embedding workers: {exc}") from exc
-        except EmbeddingError:
-            raise
-        except Exception as exc:  # the worker's own failure, re-raised by Celery
-            raise EmbeddingError(f"an embedding worker failed: {exc}") from exc
         finally:
             self._forget(result)
         return read_batch(payload, self._model, self._dim, count)

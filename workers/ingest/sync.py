@@ -6,9 +6,10 @@ so a crash or an outage resumes where it stopped and the index is never left hal
 
 Documents are embedded together, in batches of about `batch_chunks` passages across documents
 (a wiki's pages are a few passages each; an embedding server, or several at once, is only busy
-with many). A batch is embedded and written, in order, before anything else the connector
-yields (a checkpoint, a deletion) is acted on.
-"""
+with many). Batches are handed over (workers/ingest/batches.py: a thread beside the sync, or
+embedding workers) while listing and splitting go on, and written back in the order they were
+sent; anything else the connector yields (a checkpoint, a deletion) waits in line behind the
+batches before it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+
+import numpy as np
 
 from connectors.base import (
     Checkpoint,
@@ -30,7 +33,7 @@ from connectors.base import (
     Skipped,
     VersionAware,
 )
-from workers.ingest.batches import BatchEmbedding, EmbeddingThread, PendingBatch
+from workers.ingest.batches import BatchEmbedding, EmbeddedBatch, EmbeddingThread, PendingBatch
 from workers.ingest.progress import SyncProgress
 from workers.ingest.state import SourceState, StateStore, StateUnavailable, checkpoint_of
 from workers.rag.chunking import Chunk, Chunker
@@ -67,6 +70,19 @@ class _Batch:
     vectors: PendingBatch
 
 
+class _NothingToEmbed:
+    """Documents without a passage (empty pages) are written without a trip to a worker."""
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> EmbeddedBatch:
+        return EmbeddedBatch(np.zeros((0, 0), dtype=np.float32), 0.0)
+
+
+_NOTHING_TO_EMBED = _NothingToEmbed()
+
+
 # What waits behind a batch: anything a connector yields but a document.
 _Action = Deleted | PermissionsChanged | Skipped | Checkpoint
 
@@ -91,7 +107,8 @@ class _Run:
         if not gathering:
             return
         texts = [chunk.embed_text for prepared in gathering for chunk in prepared.chunks]
-        self.pending.append(_Batch(gathering, texts, self.embedding.submit(texts)))
+        vectors = self.embedding.submit(texts) if texts else _NOTHING_TO_EMBED
+        self.pending.append(_Batch(gathering, texts, vectors))
         self.batches_out += 1
 
     def holds(self, document_id: str, gathering: list[_Prepared]) -> bool:
