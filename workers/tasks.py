@@ -37,6 +37,7 @@ from workers.gap_log import (
 from workers.ingest.sync import SyncFailed
 from workers.knowledge_gaps import gaps_report
 from workers.kv import KeyValue, RedisKeyValue, StoreUnavailable, process_store
+from workers.lease import Lease
 from workers.rag.audience import Audience
 from workers.rag.embed import EmbeddingError
 from workers.rag.index import IndexUnavailable
@@ -63,7 +64,6 @@ POST_FAILED = "Sorry, something went wrong while posting the answer. Please ask 
 ANSWER_MEMORY_SECONDS = 30 * 86400
 # Where an admin command's result goes: a Slack response URL, or {platform: <its question>}.
 ReplyTo = str | dict[str, Any] | None
-SYNC_LOCK_SECONDS = 6 * 3600
 ANSWER_SOFT_LIMIT_SECONDS = 300
 
 
@@ -92,10 +92,10 @@ class WorkerContext:
         return Deliveries(self.settings, self.kv)
 
     def sync_lock(self, source: str) -> AbstractContextManager[bool]:
-        """Held while a source syncs, across all workers: overlapping runs are skipped."""
+        """Held while a source syncs, across all workers: overlapping runs are skipped. With
+        Redis, a lease renewed while the sync runs (a killed worker's frees within a minute)."""
         if self.redis is not None:
-            lock = self.redis.lock(f"ragbot:lock:sync:{source}", timeout=SYNC_LOCK_SECONDS)
-            return _HeldLock(lock.acquire(blocking=False), lock.release)
+            return Lease(self.redis, f"ragbot:lock:sync:{source}")
         local = self._local_locks.setdefault(source, threading.Lock())
         return _HeldLock(local.acquire(blocking=False), local.release)
 
