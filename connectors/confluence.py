@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -27,11 +27,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from connectors.base import Checkpoint, ConnectorError, Document, PollItem, Skipped
 from connectors.confluence_client import ConfluenceClient
 from connectors.confluence_storage import storage_to_markdown
+from connectors.isolation import IsolatedParser
 from connectors.limits import ParseLimits
 from connectors.parsing import (
     SUPPORTED_SUFFIXES,
     UnreadableDocument,
-    to_markdown,
 )
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ class ConfluenceConfig:
     overlap_minutes: int = 3
     timezone: str | None = None  # the API user's; detected when not given
     max_attachment_bytes: int = 20 * 1024 * 1024
+    # Attachments are written by anyone who can edit a page: parsed in a child process with
+    # these time and memory limits (connectors.isolation); the size limit is the one above.
+    parse: ParseLimits = field(default_factory=ParseLimits)
 
 
 class PermissionUnknown(Exception):
@@ -77,8 +80,17 @@ class ConfluenceConnector:
         self.config = config
         self._emails: dict[str, str | None] = {}
         self._zone: ZoneInfo | None = None
+        self._parser = IsolatedParser(replace(config.parse, max_bytes=config.max_attachment_bytes))
 
     def poll(self, checkpoint: Checkpoint | None) -> Iterator[PollItem]:
+        """Pages and attachments changed since the checkpoint; the attachment parser's child
+        process stops when the poll does."""
+        try:
+            yield from self._poll(checkpoint)
+        finally:
+            self._parser.close()
+
+    def _poll(self, checkpoint: Checkpoint | None) -> Iterator[PollItem]:
         # CQL compares whole minutes: the bound is the end of the current minute, so an edit
         # made just before an admin's reindex is in it; later edits in this minute fall in
         # the next window, which starts `overlap_minutes` earlier.
@@ -236,9 +248,7 @@ class ConfluenceConnector:
                     f"/rest/api/content/{page_id}/child/attachment/{attachment['id']}/download",
                     self.config.max_attachment_bytes,
                 )
-                text = to_markdown(
-                    data, suffix, ParseLimits(max_bytes=self.config.max_attachment_bytes)
-                )
+                text = self._parser.to_markdown(data, suffix)
             except (ConnectorError, UnreadableDocument) as exc:
                 yield Skipped(doc_id, f"attachment {filename}: {exc}")
                 continue

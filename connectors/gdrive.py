@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -41,8 +41,9 @@ from connectors.base import (
     Skipped,
 )
 from connectors.gdrive_client import DriveApiError, GoogleClient
+from connectors.isolation import IsolatedParser
 from connectors.limits import ParseLimits
-from connectors.parsing import UnreadableDocument, first_heading, to_markdown
+from connectors.parsing import UnreadableDocument, first_heading
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,9 @@ class DriveConfig:
     admin_user: str | None = None  # for group memberships (Admin SDK Directory)
     max_file_bytes: int = 20 * 1024 * 1024
     page_size: int = 1000
+    # Files are written by anyone they are shared with: parsed in a child process with these
+    # time and memory limits (connectors.isolation); the size limit is the one above.
+    parse: ParseLimits = field(default_factory=ParseLimits)
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,8 @@ class GoogleDriveConnector:
         self.client = client
         self.config = config
         self._known: Mapping[str, set[str]] = {}
+        size = max(config.max_file_bytes, EXPORT_BYTES)  # an export may exceed the file limit
+        self._parser = IsolatedParser(replace(config.parse, max_bytes=size))
         self._drive_names: dict[str, str] = {}
         self._folder_parents: dict[str, str | None] = {}
         self._all_users: tuple[str, ...] | None = None
@@ -123,6 +129,14 @@ class GoogleDriveConnector:
         return found
 
     def poll(self, checkpoint: Checkpoint | None) -> Iterator[PollItem]:
+        """Changes since the checkpoint, corpus by corpus; the parser's child process stops
+        when the poll does."""
+        try:
+            yield from self._poll(checkpoint)
+        finally:
+            self._parser.close()
+
+    def _poll(self, checkpoint: Checkpoint | None) -> Iterator[PollItem]:
         tokens: dict[str, str] = json.loads(checkpoint.value) if checkpoint else {}
         seen: set[str] = set()
         for corpus in self.corpora():
@@ -354,27 +368,27 @@ class GoogleDriveConnector:
 
     def _text(self, corpus: Corpus, file_id: str, mime: str) -> str:
         files = self._drive(corpus).files()
-        limits = ParseLimits(max_bytes=max(self.config.max_file_bytes, EXPORT_BYTES))
+        parse = self._parser.to_markdown
         try:
             if mime == GOOGLE_DOC:
                 try:
                     data = self.client.execute(
                         files.export(fileId=file_id, mimeType="text/markdown")
                     )
-                    return to_markdown(_bytes(data), ".md", limits)
+                    return parse(_bytes(data), ".md")
                 except DriveApiError as exc:
                     if exc.status != 400:  # older Docs may not export Markdown
                         raise
                 data = self.client.execute(files.export(fileId=file_id, mimeType="text/plain"))
-                return to_markdown(_bytes(data), ".txt", limits)
+                return parse(_bytes(data), ".txt")
             if mime == GOOGLE_SHEET:
                 data = self.client.execute(files.export(fileId=file_id, mimeType=XLSX))
-                return to_markdown(_bytes(data), ".xlsx", limits)
+                return parse(_bytes(data), ".xlsx")
             if mime == GOOGLE_SLIDES:
                 data = self.client.execute(files.export(fileId=file_id, mimeType="text/plain"))
-                return to_markdown(_bytes(data), ".txt", limits)
+                return parse(_bytes(data), ".txt")
             data = self.client.execute(files.get_media(fileId=file_id, supportsAllDrives=True))
-            return to_markdown(_bytes(data), DOWNLOADED[mime], limits)
+            return parse(_bytes(data), DOWNLOADED[mime])
         except DriveApiError as exc:
             if exc.reason == EXPORT_LIMIT:
                 raise UnreadableDocument("too large to export (Google's limit is 10 MB)") from exc

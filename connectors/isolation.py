@@ -164,11 +164,27 @@ def _serve(limits: ParseLimits) -> None:
             reply = {"text": to_markdown(data, suffix, limits)}
         except UnreadableDocument as exc:
             # Memory errors leave a process whose heap cannot be trusted: start a new one.
-            reply = {"error": str(exc), "fatal": isinstance(exc.__cause__, MemoryError)}
+            # C libraries do not always say so (libxml2 reports "unknown error"), so a failure
+            # with the address space at its limit counts as one.
+            exhausted = isinstance(exc.__cause__, MemoryError) or _at_memory_limit(limits)
+            error = f"ran out of its {limits.memory_bytes // MB} MB of memory" if exhausted else ""
+            reply = {"error": error or str(exc), "fatal": exhausted}
         del data
         body = json.dumps(reply, ensure_ascii=False).encode()
         sink.write(_REPLY.pack(len(body)) + body)
         sink.flush()
+
+
+def _at_memory_limit(limits: ParseLimits) -> bool:
+    """Whether this process's address space came within 5% of its limit (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmPeak:"):
+                    return int(line.split()[1]) * 1024 >= 0.95 * limits.memory_bytes
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ import pytest
 from connectors.base import Checkpoint, ConnectorError, Document, Skipped
 from connectors.confluence import ConfluenceConfig, ConfluenceConnector
 from connectors.confluence_client import ConfluenceClient
+from connectors.limits import ParseLimits
 from tests.fakes.confluence_api import Attachment, ConfluenceFault, FakeConfluence, Page, Space
 from tests.support import HashEmbedder, text_pdf
+from tests.test_hostile_files import greedy_word_file, word_file
 from workers.ingest.state import FileStateStore
 from workers.ingest.sync import Syncer, SyncFailed
 from workers.rag.chunking import Chunker
@@ -249,6 +251,24 @@ def test_attachments_are_documents_behind_a_redirect_without_our_credentials(
     fake.pages["2001"].attachments = []
     sync.sync(source, prune=True)
     assert "confluence:att9001" not in index.document_versions("confluence")
+
+
+def test_an_attachment_that_exhausts_its_parser_is_skipped_and_the_page_kept(
+    fake: FakeConfluence,
+) -> None:
+    fake.pages["2001"].attachments = [
+        Attachment("att9100", "greedy.docx", greedy_word_file()),
+        Attachment("att9101", "travel.docx", word_file()),
+    ]
+    client = ConfluenceClient(fake.url, username=fake.email, api_token=fake.token)
+    limits = ParseLimits(memory_bytes=256 * 1024 * 1024)  # parsed in a child process
+    source = ConfluenceConnector(client, ConfluenceConfig(org_domains=("acme.com",), parse=limits))
+    items = list(source.poll(None))
+    skipped = {i.id: i.reason for i in items if isinstance(i, Skipped)}
+    assert "memory" in skipped["confluence:att9100"]
+    docs = documents(items)
+    assert "Book trains" in docs["confluence:att9101"].text, "the next attachment reads normally"
+    assert "confluence:2001" in docs
 
 
 def test_group_members_get_group_restricted_pages_as_readers(

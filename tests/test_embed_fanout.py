@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
-from connectors.base import Checkpoint, Deleted, Document, PollItem
+from connectors.base import Checkpoint, Deleted, Document, PollItem, Skipped
 from connectors.files import FilesConnector
 from tests.fakes.openai_api import FakeOpenAI
 from tests.processes import Stack, free_port, wait_for
@@ -23,7 +24,7 @@ from workers.celery_app import make_celery
 from workers.embed_fanout import QueuedEmbedding, embed_batch, read_batch
 from workers.ingest.batches import EmbeddedBatch, PendingBatch
 from workers.ingest.state import FileStateStore
-from workers.ingest.sync import Syncer, SyncFailed
+from workers.ingest.sync import Syncer, SyncFailed, SyncReport
 from workers.rag.audience import Audience
 from workers.rag.chunking import Chunker
 from workers.rag.embed import EmbeddingError, OpenAIEmbedder
@@ -140,6 +141,19 @@ def test_what_follows_a_batch_is_done_after_it_is_written(index: EdgeIndex, tmp_
     assert held.submitted == 3, "a document without passages is not sent to be embedded"
 
 
+def test_a_skip_report_after_a_removal_is_kept_while_a_batch_is_out(
+    index: EdgeIndex, tmp_path: Path
+) -> None:
+    # The files connector refuses a file that became a symlink out of the folder this way:
+    # out of the index first, then reported. Order holds though a batch is still embedding.
+    script: list[PollItem] = [document(0), Deleted("files:9.md"), Skipped("files:9.md", "link")]
+    state = FileStateStore(tmp_path / "state.json")
+    held = HeldEmbedding(in_flight=8)
+    syncer = Syncer(index, HashEmbedder(), CHUNKER, state, embedding=lambda: held)
+    syncer.sync(Script(script), prune=False)
+    assert state.load("files").skipped == {"files:9.md": "link"}
+
+
 def test_vectors_from_another_model_are_refused() -> None:
     payload = embed_batch(HashEmbedder(), ["a passage", "another"])
     batch = read_batch(payload, HashEmbedder.name, HashEmbedder.dim, 2)
@@ -156,7 +170,7 @@ def fanout_settings(redis_db: str, fake: FakeOpenAI, data_dir: Path, folder: Pat
         ragbot_data_dir=data_dir,
         files_path=folder,
         ragbot_embed_url=fake.base_url,
-        ragbot_embed_api_key=fake.api_key,
+        ragbot_embed_api_key=SecretStr(fake.api_key),
         ragbot_embed_model=MODEL,
         ragbot_embed_fanout=True,
         ragbot_task_visibility_seconds=5,
@@ -257,23 +271,29 @@ def test_a_killed_embedding_worker_loses_and_duplicates_nothing(
             CHUNKER,
             FileStateStore(tmp_path / "state.json"),
             batch_chunks=4,
-            embedding=lambda: QueuedEmbedding(make_celery(settings), embedder, 8, 60),
+            embedding=lambda: QueuedEmbedding(make_celery(settings), embedder, 8, 180),
         )
-        running = threading.Thread(
-            target=lambda: outcome.append(syncer.sync(FilesConnector(folder)))
-        )
+
+        def sync() -> None:
+            try:
+                outcome.append(syncer.sync(FilesConnector(folder)))
+            except Exception as exc:  # reported below, with the reason
+                outcome.append(exc)
+
+        running = threading.Thread(target=sync)
         running.start()
         wait_for(lambda: fake.count("/v1/embeddings") >= 2, 60, "the worker's first batch")
         stack.kill_worker(doomed)  # mid-batch: its batch is unacknowledged
         requests_when_killed = fake.count("/v1/embeddings")
         stack.start_worker("-Q", "embed")
-        running.join(120)
+        running.join(240)
         assert not running.is_alive()
     finally:
         stack.stop()
     try:
-        report = outcome[0]
-        assert getattr(report, "indexed", None) == 24
+        (report,) = outcome
+        assert isinstance(report, SyncReport), report
+        assert report.indexed == 24
         versions = index.document_versions("files")
         assert len(versions) == 24, "nothing lost"
         for document_id in versions:

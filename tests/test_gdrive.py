@@ -15,9 +15,11 @@ from openpyxl import Workbook
 from connectors.base import ConnectorError, Deleted, Document, PollItem, Skipped
 from connectors.gdrive import DriveConfig, GoogleDriveConnector
 from connectors.gdrive_client import GoogleClient, GoogleCredentials
+from connectors.limits import ParseLimits
 from tests.fakes.drive_api import DOC, FOLDER, SHEET, SHORTCUT, SLIDES, DriveFile, FakeDrive, Fault
 from tests.processes import RAGBOT
 from tests.support import HashEmbedder, text_pdf
+from tests.test_hostile_files import greedy_word_file
 from workers.ingest.state import FileStateStore
 from workers.ingest.sync import Syncer, SyncFailed
 from workers.rag.audience import Audience
@@ -177,6 +179,20 @@ def test_every_kind_of_file_becomes_a_document_with_its_link_and_sharing(
     assert "too large to export" in skipped["gdrive:bigdoc"]
     assert "disabled downloading" in skipped["gdrive:locked"]
     assert fake.api_calls("files.list") > 3, "followed nextPageToken"
+
+
+def test_a_file_that_exhausts_its_parser_is_skipped_and_the_rest_kept(
+    fake: FakeDrive, tmp_path: Path
+) -> None:
+    fake.add(DriveFile("greedy", "Greedy.docx", DOCX, greedy_word_file(), SAM))
+    credentials = GoogleCredentials(fake.service_account_file(tmp_path), api_root=fake.url)
+    limits = ParseLimits(memory_bytes=256 * 1024 * 1024)  # parsed in a child process
+    config = DriveConfig(users=(SAM, DANA), drive_ids=(DRIVE,), admin_user=SAM, parse=limits)
+    items = list(GoogleDriveConnector(GoogleClient(credentials), config).poll(None))
+    skipped = {i.id: i.reason for i in items if isinstance(i, Skipped)}
+    assert "memory" in skipped["gdrive:greedy"]
+    docs = documents(items)
+    assert "Laptops arrive on day one." in docs["gdrive:onboard"].text
 
 
 def test_sharing_becomes_principals(fake: FakeDrive, tmp_path: Path) -> None:

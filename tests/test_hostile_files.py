@@ -45,6 +45,11 @@ def word_file(paragraphs: int = 1, extra_xml: str = "") -> bytes:
     return out.getvalue()
 
 
+def greedy_word_file() -> bytes:
+    """An 80 KB DOCX whose parse takes far more than 256 MB of memory."""
+    return word_file(extra_xml="<w:p><w:r><w:t>a</w:t></w:r></w:p>" * 400_000)
+
+
 def zip_bomb(inflated_mb: int) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -160,7 +165,7 @@ def test_an_unsafe_acl_file_makes_its_folder_readable_by_nobody(tmp_path: Path) 
 
 
 def test_a_document_that_parses_too_slowly_or_too_greedily_is_skipped() -> None:
-    greedy = word_file(extra_xml="<w:p><w:r><w:t>a</w:t></w:r></w:p>" * 400_000)  # ~80 KB
+    greedy = greedy_word_file()
     slow = (("<div>" * 2000 + "x" + "</div>" * 2000) * 200).encode()
     with IsolatedParser(ParseLimits(memory_bytes=256 * 1024 * 1024, seconds=120)) as parser:
         with pytest.raises(UnreadableDocument, match="memory"):

@@ -48,6 +48,7 @@ def _confluence(settings: Settings) -> Connector:
         spaces=tuple(settings.confluence_spaces),
         org_domains=tuple(settings.ragbot_org_domains),
         max_attachment_bytes=settings.confluence_max_attachment_mb * 1024 * 1024,
+        parse=settings.parse_limits,
     )
     return ConfluenceConnector(client, config)
 
@@ -68,6 +69,7 @@ def _gdrive(settings: Settings) -> Connector:
         drive_ids=tuple(settings.google_drive_ids),
         admin_user=settings.google_admin_user,
         max_file_bytes=settings.google_max_file_mb * 1024 * 1024,
+        parse=settings.parse_limits,
     )
     return GoogleDriveConnector(GoogleClient(credentials), config)
 

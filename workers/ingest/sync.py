@@ -111,11 +111,6 @@ class _Run:
         self.pending.append(_Batch(gathering, texts, vectors))
         self.batches_out += 1
 
-    def holds(self, document_id: str, gathering: list[_Prepared]) -> bool:
-        """Whether the document is on its way to the index (gathered or out for embedding)."""
-        waiting = [p for b in self.pending if isinstance(b, _Batch) for p in b.documents]
-        return any(p.document.id == document_id for p in [*gathering, *waiting])
-
 
 class SyncFailed(Exception):
     """A sync stopped early; the message says why in one line. Progress so far is kept."""
@@ -252,13 +247,14 @@ class Syncer:
                             gathering = []
                     self._settle(run)
                     continue
-                # A skip report for a document not on its way to the index need not wait
-                # (sources send many while listing).
-                if isinstance(item, Skipped) and not run.holds(item.id, gathering):
-                    self._act(item, run)
-                    continue
-                run.send(gathering)
-                gathering = []
+                # Everything waits in line behind what came before it. A skip report for a
+                # document not being gathered does not send the gathered ones off early
+                # (sources send many while listing, and batches would stay small).
+                if not isinstance(item, Skipped) or any(
+                    p.document.id == item.id for p in gathering
+                ):
+                    run.send(gathering)
+                    gathering = []
                 run.pending.append(item)
                 self._settle(run)
         except ConnectorError:
