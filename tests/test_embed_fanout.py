@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from tests.support import HashEmbedder
 from workers.celery_app import make_celery
 from workers.embed_fanout import QueuedEmbedding, embed_batch, read_batch
 from workers.ingest.batches import EmbeddedBatch, PendingBatch
-from workers.ingest.state import FileStateStore
+from workers.ingest.state import FileStateStore, SourceState
 from workers.ingest.sync import Syncer, SyncFailed, SyncReport
 from workers.rag.audience import Audience
 from workers.rag.chunking import Chunker
@@ -91,8 +92,8 @@ class _Held:
     def __init__(self, owner: HeldEmbedding, texts: list[str]) -> None:
         self.owner, self.texts = owner, texts
 
-    def done(self) -> bool:
-        return False
+    def wait(self, seconds: float) -> bool:
+        return seconds > 0  # done only once the sync really waits for it
 
     def result(self) -> EmbeddedBatch:
         self.owner.out -= 1
@@ -152,6 +153,57 @@ def test_a_skip_report_after_a_removal_is_kept_while_a_batch_is_out(
     syncer = Syncer(index, HashEmbedder(), CHUNKER, state, embedding=lambda: held)
     syncer.sync(Script(script), prune=False)
     assert state.load("files").skipped == {"files:9.md": "link"}
+
+
+class SlowEmbedding:
+    """Embedding workers that take `seconds` for every batch (pods still starting)."""
+
+    in_flight = 1
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def submit(self, texts: list[str]) -> PendingBatch:
+        return _Slow(texts, time.monotonic() + self.seconds)
+
+    def close(self) -> None:
+        pass
+
+
+class _Slow:
+    def __init__(self, texts: list[str], ready_at: float) -> None:
+        self.texts, self.ready_at = texts, ready_at
+
+    def wait(self, seconds: float) -> bool:
+        time.sleep(max(min(seconds, self.ready_at - time.monotonic()), 0))
+        return time.monotonic() >= self.ready_at
+
+    def result(self) -> EmbeddedBatch:
+        return EmbeddedBatch(HashEmbedder().embed_passages(self.texts), 0.0)
+
+
+class RecordingState(FileStateStore):
+    """Remembers when each save carried a running sync's progress."""
+
+    progress_saved: list[float]
+
+    def save(self, source: str, state: SourceState) -> None:
+        if state.progress is not None:
+            self.progress_saved.append(time.monotonic())
+        super().save(source, state)
+
+
+def test_a_sync_waiting_on_its_embedding_workers_keeps_its_progress_current(
+    index: EdgeIndex, tmp_path: Path
+) -> None:
+    state = RecordingState(tmp_path / "state.json")
+    state.progress_saved = []
+    slow = SlowEmbedding(seconds=4.5)
+    syncer = Syncer(index, HashEmbedder(), CHUNKER, state, embedding=lambda: slow)
+    started = time.monotonic()
+    syncer.sync(Script([document(0)]), prune=False)
+    waiting = [t - started for t in state.progress_saved if t - started > 1.5]
+    assert waiting, "progress saved while the batch was out, not only when items arrived"
 
 
 def test_vectors_from_another_model_are_refused() -> None:

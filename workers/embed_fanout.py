@@ -79,21 +79,15 @@ class QueuedEmbedding:
                 f"could not queue a batch for the embedding workers: {exc}"
             ) from exc
         self._out.append(result)
-        return _QueuedBatch(self, result, len(texts))
+        return _QueuedBatch(self, result, len(texts), time.monotonic() + self._wait)
 
-    def _take(self, result: AsyncResult, count: int) -> EmbeddedBatch:
-        # Polled rather than `result.get()`: Celery's Redis result consumer is one pub/sub
-        # connection per process and is not safe across the worker's threads (two sources
-        # syncing at once); a state read is one GET.
-        deadline = time.monotonic() + self._wait
+    def _take(self, result: AsyncResult, count: int, deadline: float) -> EmbeddedBatch:
         try:
-            while not result.ready():
-                if time.monotonic() > deadline:
-                    raise EmbeddingError(
-                        f"no embedding worker returned a batch within {self._wait:g} s; is one "
-                        "running (`ragbot worker -Q embed`)?"
-                    )
-                time.sleep(POLL_SECONDS)
+            if not _ready(result, deadline - time.monotonic()):
+                raise EmbeddingError(
+                    f"no embedding worker returned a batch within {self._wait:g} s of its "
+                    "sending; is one running (`ragbot worker -Q embed`)?"
+                )
             if not result.successful():
                 raise EmbeddingError(f"an embedding worker failed: {result.result}")
             payload = result.result
@@ -118,14 +112,35 @@ class QueuedEmbedding:
 
 
 class _QueuedBatch:
-    def __init__(self, owner: QueuedEmbedding, result: AsyncResult, count: int) -> None:
+    def __init__(
+        self, owner: QueuedEmbedding, result: AsyncResult, count: int, deadline: float
+    ) -> None:
         self._owner, self._result, self._count = owner, result, count
+        self._deadline = deadline
 
-    def done(self) -> bool:
+    def wait(self, seconds: float) -> bool:
+        """True once the vectors are back, or the deadline passed (`result` then raises)."""
+        until = min(time.monotonic() + seconds, self._deadline)
         try:
-            return bool(self._result.ready())
+            return _ready(self._result, until - time.monotonic()) or (
+                time.monotonic() >= self._deadline
+            )
         except _BROKER_ERRORS:
-            return False  # `result` says what went wrong
+            return True  # `result` says what went wrong
 
     def result(self) -> EmbeddedBatch:
-        return self._owner._take(self._result, self._count)
+        return self._owner._take(self._result, self._count, self._deadline)
+
+
+def _ready(result: AsyncResult, seconds: float) -> bool:
+    """Whether the task finished, looking again every POLL_SECONDS for up to `seconds`.
+
+    Polled rather than `result.get()`: Celery's Redis result consumer is one pub/sub connection
+    per process and is not safe across a worker's threads (two sources syncing at once); a
+    state read is one GET."""
+    until = time.monotonic() + seconds
+    while not result.ready():
+        if time.monotonic() >= until:
+            return False
+        time.sleep(POLL_SECONDS)
+    return True

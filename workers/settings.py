@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     # Batches a fanned-out sync keeps out at once: at least twice the embedding workers.
     ragbot_embed_batches_in_flight: int = Field(default=16, ge=1, le=1024)
     # A fanned-out sync fails (and resumes from its checkpoint next time) when no embedding
-    # worker has returned the batch it waits for within this long.
+    # worker has returned a batch within this long of its sending.
     ragbot_embed_wait_seconds: int = Field(default=900, ge=10)
     ragbot_context_tokens: int | None = Field(default=None, gt=0)
     ragbot_answer_tokens: int = Field(default=1024, gt=0)

@@ -9,6 +9,7 @@ before is written), or embedding workers on the `embed` queue (workers/embed_fan
 from __future__ import annotations
 
 import time
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,8 +24,9 @@ class EmbeddedBatch:
 
 
 class PendingBatch(Protocol):
-    def done(self) -> bool:
-        """True once `result` would return without waiting."""
+    def wait(self, seconds: float) -> bool:
+        """Wait up to `seconds` (0: just look); True once `result` would return at once, with
+        the vectors or with the error that stopped them."""
         ...
 
     def result(self) -> EmbeddedBatch:
@@ -70,7 +72,8 @@ class _ThreadBatch:
     def __init__(self, future: Future[EmbeddedBatch]) -> None:
         self._future = future
 
-    def done(self) -> bool:
+    def wait(self, seconds: float) -> bool:
+        futures.wait([self._future], timeout=seconds)
         return self._future.done()
 
     def result(self) -> EmbeddedBatch:

@@ -73,7 +73,7 @@ class _Batch:
 class _NothingToEmbed:
     """Documents without a passage (empty pages) are written without a trip to a worker."""
 
-    def done(self) -> bool:
+    def wait(self, seconds: float) -> bool:
         return True
 
     def result(self) -> EmbeddedBatch:
@@ -270,9 +270,13 @@ class Syncer:
         while run.pending:
             head = run.pending[0]
             if isinstance(head, _Batch):
-                too_many = run.batches_out >= run.embedding.in_flight
-                if not (drain or too_many or head.vectors.done()):
-                    return
+                if not head.vectors.wait(0):
+                    if not (drain or run.batches_out >= run.embedding.in_flight):
+                        return
+                    # Waiting can take minutes (embedding pods starting): keep the progress
+                    # `ragbot status` shows current meanwhile.
+                    while not head.vectors.wait(PROGRESS_SECONDS):
+                        run.tracker.tick()
                 self._write(head, run)
                 run.batches_out -= 1
             else:
