@@ -155,6 +155,19 @@ def test_a_skip_report_after_a_removal_is_kept_while_a_batch_is_out(
     assert state.load("files").skipped == {"files:9.md": "link"}
 
 
+def test_a_document_read_after_its_skip_report_clears_it_while_a_batch_is_out(
+    index: EdgeIndex, tmp_path: Path
+) -> None:
+    # Drive: one user's corpus cannot read a file that another's then reads.
+    script: list[PollItem] = [document(0), Skipped("files:1.md", "no access"), document(1)]
+    state = FileStateStore(tmp_path / "state.json")
+    held = HeldEmbedding(in_flight=8)
+    syncer = Syncer(index, HashEmbedder(), CHUNKER, state, batch_chunks=1, embedding=lambda: held)
+    syncer.sync(Script(script), prune=False)
+    assert state.load("files").skipped == {}
+    assert "files:1.md" in index.document_versions("files")
+
+
 class SlowEmbedding:
     """Embedding workers that take `seconds` for every batch (pods still starting)."""
 

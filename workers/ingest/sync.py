@@ -83,8 +83,15 @@ class _NothingToEmbed:
 _NOTHING_TO_EMBED = _NothingToEmbed()
 
 
-# What waits behind a batch: anything a connector yields but a document.
-_Action = Deleted | PermissionsChanged | Skipped | Checkpoint
+@dataclass(frozen=True)
+class _ReadAgain:
+    """A document was read again: what `ragbot status` last said about it no longer holds."""
+
+    id: str
+
+
+# What waits behind a batch: anything a connector yields but a document, in its order.
+_Action = Deleted | PermissionsChanged | Skipped | Checkpoint | _ReadAgain
 
 
 @dataclass
@@ -236,10 +243,10 @@ class Syncer:
             for item in connector.poll(checkpoint):
                 run.tracker.tick()
                 if isinstance(item, Document):
-                    run.state.skipped.pop(item.id, None)
+                    run.pending.append(_ReadAgain(item.id))
                     prepared = self._prepare(item, run.known, run.full, run.report)
                     if isinstance(prepared, str):
-                        run.state.skipped[item.id] = prepared
+                        run.pending.append(Skipped(item.id, prepared))
                     elif prepared is not None:
                         gathering.append(prepared)
                         if sum(len(p.chunks) for p in gathering) >= self.batch_chunks:
@@ -284,8 +291,8 @@ class Syncer:
             run.pending.popleft()
 
     def _act(self, item: _Action, run: _Run) -> None:
-        """A deletion, a sharing change, a skip report or a checkpoint, once all before it is
-        written."""
+        """A deletion, a sharing change, a skip report, a document read again or a checkpoint,
+        once all before it is written."""
         state, report, known = run.state, run.report, run.known
         if isinstance(item, Deleted):
             if known.pop(item.id, None) is not None:
@@ -305,6 +312,8 @@ class Syncer:
         elif isinstance(item, Skipped):
             state.skipped[item.id] = item.reason
             report.skipped += 1
+        elif isinstance(item, _ReadAgain):
+            state.skipped.pop(item.id, None)
         elif isinstance(item, Checkpoint):
             state.checkpoint = item.value
             self.state.save(run.source, state)
@@ -338,7 +347,6 @@ class Syncer:
             chunks = self.chunker.chunk(document)
         except Exception as exc:  # one document's text must never stop the sync
             log.warning("could not chunk %s: %s", document.id, exc.__class__.__name__)
-            report.skipped += 1
             return f"could not be split into passages ({exc.__class__.__name__})"
         problem = None
         if cut or len(chunks) > self.max_chunks:
