@@ -73,7 +73,7 @@ class QueuedEmbedding:
 
     def submit(self, texts: list[str]) -> PendingBatch:
         try:
-            result = self._app.send_task(jobs.EMBED, args=[texts], queue=jobs.EMBED_QUEUE)
+            result = self._app.send_task(jobs.EMBED, args=[texts])  # routed to `embed`
         except _BROKER_ERRORS as exc:
             raise EmbeddingError(
                 f"could not queue a batch for the embedding workers: {exc}"

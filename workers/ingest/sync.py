@@ -106,17 +106,29 @@ class _Run:
     tracker: _ProgressTracker
     embedding: BatchEmbedding
     acls: dict[str, frozenset[str]] | None = None
+    gathering: list[_Prepared] = field(default_factory=list)  # the next batch's documents
+    gathered_chunks: int = 0
     pending: deque[_Batch | _Action] = field(default_factory=deque)
     batches_out: int = 0
 
-    def send(self, gathering: list[_Prepared]) -> None:
+    def gather(self, prepared: _Prepared) -> int:
+        """Add a document to the next batch; returns the passages gathered so far."""
+        self.gathering.append(prepared)
+        self.gathered_chunks += len(prepared.chunks)
+        return self.gathered_chunks
+
+    def gathers(self, document_id: str) -> bool:
+        return any(p.document.id == document_id for p in self.gathering)
+
+    def send(self) -> None:
         """Hand the gathered documents' passages over for embedding; they wait in line."""
-        if not gathering:
+        if not self.gathering:
             return
-        texts = [chunk.embed_text for prepared in gathering for chunk in prepared.chunks]
+        texts = [chunk.embed_text for prepared in self.gathering for chunk in prepared.chunks]
         vectors = self.embedding.submit(texts) if texts else _NOTHING_TO_EMBED
-        self.pending.append(_Batch(gathering, texts, vectors))
+        self.pending.append(_Batch(self.gathering, texts, vectors))
         self.batches_out += 1
+        self.gathering, self.gathered_chunks = [], 0
 
 
 class SyncFailed(Exception):
@@ -238,7 +250,6 @@ class Syncer:
         on; anything else (a checkpoint, a deletion) waits for the batches before it to be
         written. When the source fails part-way, the documents already read are still written
         (the checkpoint before them stays put)."""
-        gathering: list[_Prepared] = []
         try:
             for item in connector.poll(checkpoint):
                 run.tracker.tick()
@@ -247,28 +258,22 @@ class Syncer:
                     prepared = self._prepare(item, run.known, run.full, run.report)
                     if isinstance(prepared, str):
                         run.pending.append(Skipped(item.id, prepared))
-                    elif prepared is not None:
-                        gathering.append(prepared)
-                        if sum(len(p.chunks) for p in gathering) >= self.batch_chunks:
-                            run.send(gathering)
-                            gathering = []
+                    elif prepared is not None and run.gather(prepared) >= self.batch_chunks:
+                        run.send()
                     self._settle(run)
                     continue
                 # Everything waits in line behind what came before it. A skip report for a
                 # document not being gathered does not send the gathered ones off early
                 # (sources send many while listing, and batches would stay small).
-                if not isinstance(item, Skipped) or any(
-                    p.document.id == item.id for p in gathering
-                ):
-                    run.send(gathering)
-                    gathering = []
+                if not isinstance(item, Skipped) or run.gathers(item.id):
+                    run.send()
                 run.pending.append(item)
                 self._settle(run)
         except ConnectorError:
-            run.send(gathering)
+            run.send()
             self._settle(run, drain=True)
             raise
-        run.send(gathering)
+        run.send()
         self._settle(run, drain=True)
 
     def _settle(self, run: _Run, drain: bool = False) -> None:
