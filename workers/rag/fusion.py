@@ -14,7 +14,7 @@ The two constants were chosen leave-one-set-out across `shared/eval`, by the bes
 
 from __future__ import annotations
 
-import statistics
+import math
 from collections.abc import Collection, Sequence
 from typing import Protocol, Self, TypeVar
 
@@ -73,7 +73,7 @@ def fuse(
         if not ranked or weight == 0.0:
             continue
         values = [passage.score for passage in ranked]
-        spread = statistics.pstdev(values) or 1.0
+        spread = _spread(values) or 1.0
         lowest = min(values)
         for passage in ranked:
             scores[passage.key] += weight * (passage.score - lowest) / spread
@@ -81,12 +81,19 @@ def fuse(
     return [first_seen[key].rescored(scores[key]) for key in ordered]
 
 
+def _spread(values: Sequence[float]) -> float:
+    """The population standard deviation, in plain floats: `statistics.pstdev` computes it
+    exactly with fractions, which cost more than the rest of a fusion on 100 passages."""
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((value - mean) ** 2 for value in values) / len(values))
+
+
 def lean(ranked: Sequence[R], boosted: Collection[str], buried: Collection[str]) -> list[R]:
     """The ranking with a bounded prior: passages whose key is in `boosted` move up, those in
     `buried` down, by `PRIOR_SPREADS` standard deviations of the scores."""
     if not (boosted or buried) or len(ranked) < 2:
         return list(ranked)
-    shift = PRIOR_SPREADS * (statistics.pstdev(passage.score for passage in ranked) or 1.0)
+    shift = PRIOR_SPREADS * (_spread([passage.score for passage in ranked]) or 1.0)
     leaned = [
         passage.rescored(passage.score + shift * ((p in boosted) - (p in buried)))
         for passage, p in ((passage, passage.key) for passage in ranked)

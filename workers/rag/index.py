@@ -54,7 +54,7 @@ class Candidate:
         return self.point_id
 
     def rescored(self, score: float) -> Candidate:
-        return replace(self, score=score)
+        return Candidate(self.point_id, score)  # `replace` costs half of a fusion
 
 
 @dataclass(frozen=True)
