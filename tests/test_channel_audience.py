@@ -356,10 +356,14 @@ def test_channels_over_the_size_limit_get_company_wide_documents(
 def test_group_dms_follow_the_same_rule(stack: Both, fake_slack: FakeSlack) -> None:
     text, _ = ask_slack(stack, fake_slack, "G0HRMPIM", PAYDAY_Q)
     assert PAYDAY in text
+    # Slack would show a link to a group DM as its "mpdm-…" name: it is named in words.
+    assert "Answered from documents everyone in this group DM can open" in text
+    assert "<#G0HRMPIM>" not in text
     text, ts = ask_slack(stack, fake_slack, "G0KIMMPIM", PAYDAY_Q)
     assert PAYDAY not in text
     (private,) = wait_for(lambda: whispers(fake_slack, "G0KIMMPIM", ts, 0.2), 20, "add-on")
     assert private["user"] == DANA and PAYDAY in block_text(private)
+    assert "Not everyone in this group DM can open them" in block_text(private)
 
 
 def test_a_dm_keeps_its_one_reader(stack: Both, fake_slack: FakeSlack) -> None:

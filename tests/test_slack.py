@@ -353,7 +353,7 @@ def test_a_rate_limited_update_is_retried(stack: SlackStack, fake_slack: FakeSla
 def test_a_killed_worker_still_answers_exactly_once(
     stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
 ) -> None:
-    fake_llm.faults = [Fault(delay=4)]
+    fake_llm.faults = [Fault(delay=4, asking="How many paid sick days do I get?")]
     channel = "C0GENERAL"
     ts = fake_slack.user_says(channel, "sick leave", ASKER)
     calls_before = fake_llm.count("/chat/completions")
@@ -429,7 +429,8 @@ def test_channels_with_guests_or_unknown_members_see_only_public_documents(
 def test_a_failing_llm_gets_a_clear_message_in_the_thread(
     stack: SlackStack, fake_slack: FakeSlack, fake_llm: FakeOpenAI
 ) -> None:
-    fake_llm.faults = [Fault(status=500)] * 2  # the first try and its one retry
+    # The first try and its one retry; an earlier test's answer may still be on its way.
+    fake_llm.faults = [Fault(status=500, asking="How long is parental leave?")] * 2
     ts = fake_slack.user_says("C0GENERAL", "parental leave?", ASKER)
     stack.post_event(mention("C0GENERAL", "How long is parental leave?", ts))
     text = block_text(answer_in(fake_slack, "C0GENERAL", ts))
@@ -600,7 +601,8 @@ def test_a_redis_blip_while_posting_delays_the_answer_but_never_loses_it(
     blip.start_server()
     blip.start_worker()
     try:
-        fake_llm.faults.append(Fault(delay=3))  # the answer is being written when Redis goes
+        # The answer is being written when Redis goes.
+        fake_llm.faults.append(Fault(delay=3, asking="How do I roll back a production deploy?"))
         asked = len(fake_llm.requests)
         ts = fake_slack.user_says("C0BLIP", "How do I roll back a production deploy?", ASKER)
         blip.post_event(mention("C0BLIP", "How do I roll back a production deploy?", ts))

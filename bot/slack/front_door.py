@@ -211,6 +211,7 @@ class SlackFrontDoor:
             thread_ts=thread_ts,
             is_direct=event.get("channel_type") == "im",
             placeholder_ts=placeholder,
+            is_group_dm=event.get("channel_type") == "mpim",
         )
 
         async def queue_down(text: str) -> None:

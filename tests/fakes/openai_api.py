@@ -43,6 +43,9 @@ class Fault:
     status: int = 0
     retry_after: str | None = None
     delay: float = 0.0
+    # Only for a request whose body holds this text (a test's own question), so a request
+    # still in flight from an earlier test cannot take the fault.
+    asking: str | None = None
 
 
 @dataclass
@@ -80,6 +83,14 @@ class FakeOpenAI:
     def count(self, path: str) -> int:
         return sum(1 for p, _ in self.requests if p.endswith(path))
 
+    def _take_fault(self, body: dict[str, Any]) -> Fault | None:
+        with self._lock:
+            text = json.dumps(body, ensure_ascii=False)
+            for position, fault in enumerate(self.faults):
+                if fault.asking is None or fault.asking in text:
+                    return self.faults.pop(position)
+        return None
+
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
         try:
@@ -89,8 +100,8 @@ class FakeOpenAI:
         self.requests.append((h.path, body))
         if h.headers.get("Authorization") != f"Bearer {self.api_key}":
             return send_json(h, 401, _error("Incorrect API key provided", "invalid_api_key"))
-        if self.faults:
-            fault = self.faults.pop(0)
+        fault = self._take_fault(body)
+        if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
             if fault.status:

@@ -366,7 +366,7 @@ class SlackThread:
         return SlackAnswerStream(self.delivery, self.question, self._render)
 
     def _render(self, answer: Answer, view: View, note: str | None = None) -> list[SlackMessage]:
-        context = answer_context(view, f"<#{self.question.channel_id}>", note, "\n")
+        context = answer_context(view, self.question.place, note, "\n")
         return slack_answer(answer, self.question_id, context=context)
 
     @property
@@ -382,7 +382,7 @@ class SlackThread:
     def where(self) -> str:
         if self.question.is_direct or self.question.channel_id.startswith("D"):
             return "a DM"
-        return f"<#{self.question.channel_id}>"  # Slack shows the channel's name
+        return "a group DM" if self.question.is_group_dm else self.question.place
 
     def post_answer(self, answer: Answer, view: View, note: str | None = None) -> None:
         self.delivery.deliver(self.question, self._render(answer, view, note), remember=True)
@@ -397,7 +397,7 @@ class SlackThread:
     def post_private(self, answer: Answer) -> None:
         """An ephemeral reply in the thread that only the asker sees, sent once."""
         question = self.question
-        header = PRIVATE_HEADER.format(place=f"<#{question.channel_id}>")
+        header = PRIVATE_HEADER.format(place=question.place)
         messages = slack_answer(answer, self.question_id, context=header, feedback=False)
         self.delivery.whisper(question, messages)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 
@@ -17,6 +17,14 @@ class SlackQuestion:
     is_direct: bool  # a DM: searched as the asker; otherwise as everyone who can read the channel
     placeholder_ts: str | None = None  # the "Searching…" message the answer replaces
     response_url: str | None = None  # slash-command answers go here, ephemerally
+    # A group DM: Slack shows a `<#…>` link to one as its internal "mpdm-…" name, so answers
+    # name it in words. (False in payloads queued before this field existed.)
+    is_group_dm: bool = False
+
+    @property
+    def place(self) -> str:
+        """The conversation as an answer names it: Slack shows a channel link as its name."""
+        return "this group DM" if self.is_group_dm else f"<#{self.channel_id}>"
 
     @property
     def question_id(self) -> str:
@@ -27,4 +35,6 @@ class SlackQuestion:
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> SlackQuestion:
-        return cls(**{k: payload.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        # A field the payload lacks takes its default (None where it has none).
+        values = {f.name: payload.get(f.name, f.default) for f in fields(cls)}
+        return cls(**{k: None if v is MISSING else v for k, v in values.items()})
