@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,6 +39,20 @@ RUNNING_SEED = 250.0
 Table = dict[str, dict[str, tuple[float, float, float]]]
 
 
+class Evidence(NamedTuple):
+    """What a fusion may know of a question besides the two lists."""
+
+    text: str
+    # Share of the question's terms that the best sparse hit holds (how decisive the lexical
+    # side is for this question; near 0 when nothing lexical can match, e.g. across languages).
+    coverage: float
+    # The same share weighted by each term's IDF (a rare term held counts for more).
+    idf_coverage: float
+    # How the dense side rates the lexical side's best passage: 1 when it is the dense side's
+    # own best, 0 at or below the dense list's lowest (the lists agree, or they do not).
+    agreement: float
+
+
 @dataclass
 class Lists:
     """Per question: the top chunk indices and scores of each side."""
@@ -46,9 +61,7 @@ class Lists:
     sparse: list[tuple[np.ndarray, np.ndarray]]
     doc_of: list[str]
     golds: list[set[str]]
-    # Share of the question's terms that the best sparse hit holds (how decisive the lexical
-    # side is for this question; near 0 when nothing lexical can match, e.g. across languages).
-    coverage: list[float]
+    evidence: list[Evidence]
 
 
 def sparse_matrix(
@@ -88,11 +101,12 @@ def build_lists(
             postings[term].append((row_index, weight))
     chunks = data.chunk_vectors / np.linalg.norm(data.chunk_vectors, axis=1, keepdims=True)
     dense, sparse = [], []
-    coverage: list[float] = []
+    evidence: list[Evidence] = []
+    unseen_idf = math.log(1 + (len(texts) + 0.5) / 0.5)  # a term no passage holds
     for question, vector in zip(asking.questions, asking.question_vectors, strict=True):
         cosine = chunks @ (vector / np.linalg.norm(vector))
-        top = np.argsort(-cosine)[:DEPTH]
-        dense.append((top, cosine[top]))
+        dense_top = np.argsort(-cosine)[:DEPTH]
+        dense.append((dense_top, cosine[dense_top]))
         scores = np.zeros(len(texts))
         for term in {_index(t) for t in terms(question)}:
             for row_index, weight in postings.get(term, ()):
@@ -102,8 +116,18 @@ def build_lists(
         sparse.append((top[keep], scores[top][keep]))
         wanted = set(terms(question))
         best = set(terms(texts[int(top[0])])) if keep[0] else set()
-        coverage.append(len(wanted & best) / len(wanted) if wanted else 0.0)
-    return Lists(dense, sparse, [c.document_id for c in data.chunks], asking.golds, coverage)
+        rarity = {t: idf.get(_index(t), unseen_idf) for t in wanted}
+        low = float(cosine[dense_top].min())
+        rated = float(cosine[int(top[0])]) - low if keep[0] else 0.0
+        evidence.append(
+            Evidence(
+                text=question,
+                coverage=len(wanted & best) / len(wanted) if wanted else 0.0,
+                idf_coverage=sum(rarity[t] for t in wanted & best) / (sum(rarity.values()) or 1),
+                agreement=min(max(rated / (float(cosine[dense_top[0]]) - low or 1e-9), 0.0), 1.0),
+            )
+        )
+    return Lists(dense, sparse, [c.document_id for c in data.chunks], asking.golds, evidence)
 
 
 def answered_share(data: EmbeddedSet, lists: Lists, questions: list[str], fuse: Fusion) -> float:
@@ -111,9 +135,9 @@ def answered_share(data: EmbeddedSet, lists: Lists, questions: list[str], fuse: 
     embedder = LocalE5Embedder.__new__(LocalE5Embedder)  # thresholds only; no model load
     when = datetime.now(UTC)
     answered = 0
-    pairs = zip(lists.dense, lists.sparse, questions, lists.coverage, strict=True)
-    for dense, sparse, question, coverage in pairs:
-        order = fuse(dense, sparse, (question, coverage))[:MAX_SOURCES]
+    pairs = zip(lists.dense, lists.sparse, questions, lists.evidence, strict=True)
+    for dense, sparse, question, evidence in pairs:
+        order = fuse(dense, sparse, evidence)[:MAX_SOURCES]
         hits = [
             Hit(
                 chunk_id=str(i),
@@ -140,20 +164,35 @@ def answered_share(data: EmbeddedSet, lists: Lists, questions: list[str], fuse: 
     return answered / len(questions)
 
 
-def metrics(lists: Lists, ranked: list[list[int]]) -> tuple[float, float]:
-    hit5 = mrr = 0.0
-    for order, gold in zip(ranked, lists.golds, strict=True):
+def per_question(lists: Lists, ranked: list[list[int]]) -> np.ndarray:
+    """(questions × 2): hit@5 and reciprocal rank within the top 10 of each question."""
+    out = np.zeros((len(ranked), 2))
+    for row, (order, gold) in enumerate(zip(ranked, lists.golds, strict=True)):
         for rank, chunk in enumerate(order[:10]):
             if lists.doc_of[chunk] in gold:
-                hit5 += rank < 5
-                mrr += 1 / (rank + 1)
+                out[row] = (rank < 5, 1 / (rank + 1))
                 break
-    n = len(lists.golds)
-    return hit5 / n, mrr / n
+    return out
+
+
+def metrics(lists: Lists, ranked: list[list[int]]) -> tuple[float, float]:
+    hit5, mrr = per_question(lists, ranked).mean(axis=0)
+    return float(hit5), float(mrr)
+
+
+def paired_interval(
+    ours: np.ndarray, theirs: np.ndarray, samples: int = 5000, seed: int = 12
+) -> list[tuple[float, float]]:
+    """95% paired-bootstrap intervals of ours − theirs (hit@5, MRR@10) over the questions: how
+    far a margin of a question or two is from noise."""
+    draws = np.random.default_rng(seed).integers(0, len(ours), (samples, len(ours)))
+    differences = (ours - theirs)[draws].mean(axis=1)
+    low, high = np.percentile(differences, [2.5, 97.5], axis=0)
+    return [(float(a), float(b)) for a, b in zip(low, high, strict=True)]
 
 
 Side = tuple[np.ndarray, np.ndarray]
-Fusion = Callable[[Side, Side, tuple[str, float]], list[int]]
+Fusion = Callable[[Side, Side, Evidence], list[int]]
 
 
 def rrf(wd: float, ws: float, k: float) -> Fusion:
@@ -209,7 +248,7 @@ def covered(k: float, scale: float, power: float) -> Fusion:
     """Weighted RRF: the sparse side counts as much as its best hit covers the question."""
 
     def fuse(dense, sparse, question):  # type: ignore[no-untyped-def]
-        return rrf(1.0, scale * question[1] ** power, k)(dense, sparse, question)
+        return rrf(1.0, scale * question.coverage**power, k)(dense, sparse, question)
 
     return fuse
 
@@ -221,7 +260,7 @@ def both(k: float, scale: float, power: float, lead: float) -> Fusion:
         values = dense[1]
         margin = float(values[0] - values[1:10].mean()) if len(values) > 2 else 0.0
         dense_weight = 1.0 + lead * margin / 0.01
-        return rrf(dense_weight, scale * question[1] ** power, k)(dense, sparse, question)
+        return rrf(dense_weight, scale * question.coverage**power, k)(dense, sparse, question)
 
     return fuse
 
@@ -234,18 +273,22 @@ def gap_covered(k: float, scale: float, power: float, depth: int) -> Fusion:
         values = sparse[1]
         last = min(depth, len(values) - 1)
         gap = float((values[0] - values[last]) / values[0]) if last > 0 else 0.0
-        return rrf(1.0, scale * gap**power * question[1], k)(dense, sparse, question)
+        return rrf(1.0, scale * gap**power * question.coverage, k)(dense, sparse, question)
 
     return fuse
 
 
-def standardised(dense_share: float, power: float) -> Fusion:
+def standardised(
+    dense_share: float, power: float, weighed_by: str = "coverage", agreement: float = 0.0
+) -> Fusion:
     """Score fusion: each side's scores as z-scores over its own list (a chunk missing from a
-    list gets that list's lowest), the sparse side scaled by coverage ** power."""
+    list gets that list's lowest), the sparse side scaled by coverage ** power (`weighed_by`:
+    plain or IDF-weighted coverage) and by the dense side's agreement ** `agreement`."""
 
     def fuse(dense, sparse, question):  # type: ignore[no-untyped-def]
         scores: dict[int, float] = defaultdict(float)
-        sides = ((dense_share, dense), ((1 - dense_share) * question[1] ** power, sparse))
+        lexical = getattr(question, weighed_by) ** power * question.agreement**agreement
+        sides = ((dense_share, dense), ((1 - dense_share) * lexical, sparse))
         for weight, (ids, values) in sides:
             if not len(values) or weight == 0:
                 continue
@@ -263,8 +306,22 @@ def language(k: float) -> Fusion:
     """The shipped fusion: weights follow the question's Hangul share (workers/rag/retrieve.py)."""
 
     def fuse(dense, sparse, question):  # type: ignore[no-untyped-def]
-        share = hangul_share(question[0])
+        share = hangul_share(question.text)
         return rrf(3.0 - 2.0 * share, 1.0 + 2.0 * share, k)(dense, sparse, question)
+
+    return fuse
+
+
+def head_guarded(fusion: Fusion, slots: int) -> Fusion:
+    """`fusion`, with each side's best passage kept within the first `slots` places (the lexical
+    side's only when it covers some of the question)."""
+
+    def fuse(dense, sparse, question):  # type: ignore[no-untyped-def]
+        order = fusion(dense, sparse, question)
+        bests = [int(dense[0][0])] + ([int(sparse[0][0])] if question.coverage > 0 else [])
+        missing = [c for c in dict.fromkeys(bests) if c not in order[:slots]]
+        head = [c for c in order[:slots] if c not in missing][: slots - len(missing)] + missing
+        return head + [c for c in order if c not in head]
 
     return fuse
 
@@ -298,6 +355,17 @@ def candidates() -> dict[str, Fusion]:
     for share in (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6):
         for power in (0.0, 0.5, 1.0, 1.5, 2.0):
             found[f"z-score dense {share:g} coverage^{power:g}"] = standardised(share, power)
+            found[f"z-score dense {share:g} idf-coverage^{power:g}"] = standardised(
+                share, power, "idf_coverage"
+            )
+            for agreement in (0.5, 1.0, 2.0):
+                found[f"z-score dense {share:g} coverage^{power:g} agreement^{agreement:g}"] = (
+                    standardised(share, power, agreement=agreement)
+                )
+            for slots in (3, 5):
+                found[f"z-score dense {share:g} coverage^{power:g}, bests in top {slots}"] = (
+                    head_guarded(standardised(share, power), slots)
+                )
     return found
 
 
@@ -320,14 +388,32 @@ def main() -> None:
         for label, fuse in fusions.items():
             table[label] = {}
             for name, side in lists.items():
-                questions = sets[name].questions
-                pairs = zip(side.dense, side.sparse, questions, side.coverage, strict=True)
-                ranked = [fuse(d, s, (q, c)) for d, s, q, c in pairs]
-                h, m = metrics(side, ranked)
+                h, m = metrics(side, fused(side, fuse))
                 table[label][name] = (h, m, min(h - halves[name][0], m - halves[name][1]))
 
         report(table)
+        uncertainty(lists, fusions[SHIPPED])
         calibration(sets, lists, average, fusions, (SHIPPED, LANGUAGE))
+
+
+def fused(lists: Lists, fuse: Fusion) -> list[list[int]]:
+    pairs = zip(lists.dense, lists.sparse, lists.evidence, strict=True)
+    return [fuse(dense, sparse, evidence) for dense, sparse, evidence in pairs]
+
+
+def uncertainty(lists: dict[str, Lists], shipped: Fusion) -> None:
+    """The shipped fusion against each half, per set, with paired-bootstrap intervals."""
+    print("shipped − each half, hit@5 and MRR@10 (95% paired-bootstrap interval):")
+    for name, side in lists.items():
+        ours = per_question(side, fused(side, shipped))
+        for half, ranked in (("dense", side.dense), ("sparse", side.sparse)):
+            theirs = per_question(side, [list(map(int, ids)) for ids, _ in ranked])
+            margins = (ours - theirs).mean(axis=0)
+            (h_low, h_high), (m_low, m_high) = paired_interval(ours, theirs)
+            print(
+                f"  {name} vs {half}: hit@5 {margins[0]:+.3f} [{h_low:+.3f}, {h_high:+.3f}]"
+                f"  MRR@10 {margins[1]:+.3f} [{m_low:+.3f}, {m_high:+.3f}]"
+            )
 
 
 def report(table: Table) -> None:
