@@ -21,7 +21,8 @@ from pathlib import Path
 
 import redis
 
-from benchmarks.front_door import QUESTIONS, RAGBOT, build_index, memory_mb, spawn_fake
+from benchmarks.fake_process import spawn_fake
+from benchmarks.front_door import QUESTIONS, RAGBOT, build_index, memory_mb
 from workers import jobs
 from workers.celery_app import make_celery
 from workers.settings import Settings

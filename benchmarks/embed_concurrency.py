@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.front_door import spawn_fake
+from benchmarks.fake_process import spawn_fake
 from benchmarks.sync_throughput import write_folder
 from workers.runtime import Runtime
 from workers.settings import Settings

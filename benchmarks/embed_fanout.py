@@ -34,7 +34,8 @@ from pathlib import Path
 
 import redis
 
-from benchmarks.front_door import RAGBOT, spawn_fake
+from benchmarks.fake_process import spawn_fake
+from benchmarks.front_door import RAGBOT
 from benchmarks.sync_throughput import write_folder
 from workers.celery_app import make_celery
 from workers.ingest.sync import SyncReport

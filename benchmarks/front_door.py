@@ -77,19 +77,6 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def spawn_fake(code: str, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
-    """A fake service in a process of its own: `code` starts it, prints what a client needs on
-    one line and waits for its stdin to close. Returns the process and that line's words."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    return process, process.stdout.readline().split()
-
-
 def start_worker(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [RAGBOT, "worker", "--pool", "solo", "--without-gossip", "--without-mingle"],

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import redis
 
-from benchmarks.front_door import RAGBOT, free_port, memory_mb, spawn_fake, wait_until_healthy
+from benchmarks.fake_process import spawn_fake
+from benchmarks.front_door import RAGBOT, free_port, memory_mb, wait_until_healthy
 from benchmarks.slack_front_door import SECRET, ack_load
 
 _ts = itertools.count(1)

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from benchmarks.front_door import spawn_fake
+from benchmarks.fake_process import spawn_fake
 from workers.delivery.membership import forget, slack_scope, teams_scope
 from workers.delivery.slack import SlackDelivery, make_web_client
 from workers.delivery.teams import TeamsDelivery

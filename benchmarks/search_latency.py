@@ -1,13 +1,15 @@
 """Search latency and `ragbot ask` peak memory with 100k chunks in the embedded index.
 
 Usage: python -m benchmarks.search_latency [--chunks N] [--queries Q] [--audiences-only]
-                                            [--curation-only]
+                                            [--curation-only] [--rerank-only]
 
 Searches run as one reader (a DM, or the company-wide reader) and as channel audiences of 5, 50
 and 100 members (every member a distinct set of principals: the filter's worst case), in the
 same run and on the same index, so the figures compare side by side. `--curation-only` compares
 searches without curation and with a channel scope (3 of 40 spaces), 50 hidden and 200 boosted
-or buried documents, query by query.
+or buried documents, query by query. `--rerank-only` compares searches without and with the
+reranking stage, against a reranking server that answers at once (a fake in its own process):
+what the stage costs on our side, before the model's own time.
 
 The chunks are synthetic (random unit vectors, sparse vectors of random words, realistic
 payloads and a mix of ACLs), so the figures measure the engine and our query path, not a
@@ -29,12 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.eval_cache import LocalModelStandIn
+from benchmarks.fake_process import spawn_fake
 from connectors.base import Document
 from workers.rag.audience import Audience
 from workers.rag.chunking import Chunk
 from workers.rag.curation import UNCURATED, Curation
 from workers.rag.embed import LocalE5Embedder
 from workers.rag.index_edge import EdgeIndex
+from workers.rag.rerank import RemoteReranker
 from workers.rag.retrieve import Retriever
 from workers.rag.sparse import document_vector
 from workers.readers import org_wide
@@ -134,6 +138,7 @@ def measure(
     audience: Audience,
     seed: int = 11,
     curation: Curation = UNCURATED,
+    reranker: RemoteReranker | None = None,
 ) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     index = EdgeIndex(path, LocalE5Embedder.dim)
@@ -143,7 +148,8 @@ def measure(
     warm_seconds = time.perf_counter() - reopen
     timings = []
     embedder = DrawnVectors()
-    retriever = Retriever(embedder, index)  # the answer path's search, embedding aside
+    # The answer path's search, embedding aside.
+    retriever = Retriever(embedder, index, reranker=reranker)
     for _ in range(queries):
         question, vector = random_query(rng)
         embedder.vectors[question] = vector
@@ -163,6 +169,36 @@ def measure(
         "p99_ms": float(np.percentile(ms, 99)),
         "first_search_after_open_s": warm_seconds,
     }
+
+
+# A reranking server that answers at once: shorter passages first, so the order changes.
+INSTANT_RERANKER = """
+import sys
+from tests.fakes.rerank_api import FakeReranker
+fake = FakeReranker(scorer=lambda query, text: -len(text)).start()
+print(fake.url, fake.api_key, flush=True)
+sys.stdin.read()
+fake.stop()
+"""
+
+
+def compare_reranking(path: Path, queries: int) -> None:
+    """Searches without and with the reranking stage, interleaved, as the company-wide reader."""
+    server, (url, key) = spawn_fake(INSTANT_RERANKER)
+    reranker = RemoteReranker(url, "bench", key)
+    audience = Audience.of(org_wide(["acme.com"]))
+    try:
+        for _ in range(2):
+            for label, stage in (("without", None), ("with", reranker)):
+                search = measure(path, queries, audience, reranker=stage)
+                print(
+                    f"hybrid + ACL search (no embedding), {label} reranking: "
+                    f"p50 {search['p50_ms']:.2f} ms, p99 {search['p99_ms']:.2f} ms"
+                )
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(10)
 
 
 def query_embedding_ms(samples: int = 30) -> dict[str, float]:
@@ -260,6 +296,11 @@ def main() -> None:
         action="store_true",
         help="only compare searches with and without curation",
     )
+    parser.add_argument(
+        "--rerank-only",
+        action="store_true",
+        help="only compare searches without and with the reranking stage",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ragbot-bench-") as tmp:
         data_dir = args.data_dir or Path(tmp)
@@ -269,6 +310,9 @@ def main() -> None:
             print(f"built {args.chunks} chunks in {build_seconds:.1f} s")
         if args.curation_only:
             compare_curation(path, args.queries, admins_curation(args.chunks))
+            return
+        if args.rerank_only:
+            compare_reranking(path, args.queries)
             return
         audiences = {
             "one reader (company-wide)": Audience.of(org_wide(["acme.com"])),
