@@ -37,4 +37,5 @@ class SlackQuestion:
     def from_payload(cls, payload: dict[str, Any]) -> SlackQuestion:
         # A field the payload lacks takes its default (None where it has none).
         values = {f.name: payload.get(f.name, f.default) for f in fields(cls)}
-        return cls(**{k: None if v is MISSING else v for k, v in values.items()})
+        arguments: dict[str, Any] = {k: None if v is MISSING else v for k, v in values.items()}
+        return cls(**arguments)
