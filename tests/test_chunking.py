@@ -117,3 +117,12 @@ def test_a_heading_is_never_left_alone_at_the_end_of_a_chunk() -> None:
     for chunk in chunks:
         assert not chunk.text.rstrip().split("\n")[-1].startswith("#")
     assert any(c.text.startswith("## Details\n\nA long sentence") for c in chunks)
+
+
+def test_a_code_block_at_the_limit_is_not_pushed_over_by_its_breadcrumb() -> None:
+    # Token counts do not add up across "Guide\n\n" and the opening fence: this block fits the
+    # budget left after the breadcrumb, yet the joined text counts one token more.
+    text = "```bash\n" + "x = 1\n" * 23 + "```"
+    chunks = Chunker(COUNTER, max_tokens=120, target_tokens=96).chunk(document(text))
+    assert chunks and all(COUNTER.count(c.embed_text) <= 120 for c in chunks)
+    assert all(c.text.startswith("```bash\n") and c.text.endswith("\n```") for c in chunks)

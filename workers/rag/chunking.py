@@ -27,6 +27,10 @@ DEFAULT_MAX_TOKENS = 500
 DEFAULT_TARGET_TOKENS = 400
 # A section smaller than this joins the chunk before it instead of starting a new one.
 MIN_SECTION_TOKENS = 120
+# Token counts do not add up across a join: BPE may merge the characters on either side of a
+# seam (the breadcrumb's "\n\n" and a fence's backticks, say) and count one more. A document
+# whose chunks come out over the limit is chunked again with this much room at each seam.
+SEAM_TOKENS = 2
 BREADCRUMB_SEPARATOR = " › "
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -87,6 +91,12 @@ class Chunker:
         self.target_tokens = target_tokens
 
     def chunk(self, document: Document) -> list[Chunk]:
+        chunks = self._chunk(document, seam=0)
+        if any(self.counter.count(c.embed_text) > self.max_tokens for c in chunks):
+            chunks = self._chunk(document, seam=SEAM_TOKENS)
+        return chunks
+
+    def _chunk(self, document: Document, seam: int) -> list[Chunk]:
         pieces: list[_Piece] = []
         for section in _sections(document.text):
             starts = section.blocks[0].kind == "heading"
@@ -94,8 +104,9 @@ class Chunker:
             overhead = self._breadcrumb(document.title, section.headings) + "\n\n"
             if starts:
                 overhead += section.blocks[0].text + "\n\n"
-            budget = max(self.max_tokens - self.counter.count(overhead), self.max_tokens // 4)
-            texts = [text for block in section.blocks for text in self._fit(block, budget)]
+            room = self.max_tokens - self.counter.count(overhead) - seam
+            budget = max(room, self.max_tokens // 4)
+            texts = [text for block in section.blocks for text in self._fit(block, budget, seam)]
             pieces.extend(
                 _Piece(section.headings, text, starts and i == 0) for i, text in enumerate(texts)
             )
@@ -145,30 +156,34 @@ class Chunker:
         # A heading with nothing after it at the very end carries no information of its own.
         return [c for c in chunks if c.text.strip()]
 
-    def _fit(self, block: _Block, budget: int) -> list[str]:
+    def _fit(self, block: _Block, budget: int, seam: int) -> list[str]:
         if self.counter.count(block.text) <= budget:
             return [block.text]
         if block.kind == "code":
-            return self._split_code(block.text, budget)
+            return self._split_code(block.text, budget, seam)
         if block.kind == "table":
             return self._split_table(block.text, budget)
         return self._split_prose(block.text, budget)
 
-    def _split_code(self, text: str, budget: int) -> list[str]:
+    def _split_code(self, text: str, budget: int, seam: int) -> list[str]:
         lines = text.split("\n")
         opening, closing = lines[0], lines[-1] if len(lines) > 1 else lines[0][:3]
         body = lines[1:-1] if _FENCE.match(lines[-1]) else lines[1:]
-        inner_budget = budget - self.counter.count(f"{opening}\n\n{closing}")
+
+        def fenced(group: list[str]) -> str:
+            return "\n".join([opening, *group, closing])
+
+        inner_budget = budget - self.counter.count(f"{opening}\n\n{closing}") - 2 * seam
         pieces: list[str] = []
         group: list[str] = []
         for line in body:
             for part in self._hard_split(line, inner_budget):
-                if group and self.counter.count("\n".join([*group, part])) > inner_budget:
-                    pieces.append("\n".join([opening, *group, closing]))
+                if group and self.counter.count(fenced([*group, part])) > budget:
+                    pieces.append(fenced(group))
                     group = []
                 group.append(part)
         if group:
-            pieces.append("\n".join([opening, *group, closing]))
+            pieces.append(fenced(group))
         return pieces
 
     def _split_table(self, text: str, budget: int) -> list[str]:
