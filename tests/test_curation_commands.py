@@ -56,7 +56,9 @@ def fake_teams() -> Iterator[FakeTeams]:
         f"a:1{T_ADMIN.aad}": [T_ADMIN],
         f"a:1{T_ASKER.aad}": [T_ASKER],
     }
-    fake = FakeTeams(rosters=rosters, app_id=APP_ID).start()
+    # The channel questions are asked in is the team's first one, which Teams leaves unnamed.
+    channels = {TEAMS_CHANNEL: [(TEAMS_CHANNEL, None), ("19:payroll000@thread.tacv2", "Payroll")]}
+    fake = FakeTeams(rosters=rosters, channels=channels, app_id=APP_ID).start()
     yield fake
     fake.stop()
 
@@ -265,6 +267,10 @@ def test_teams_takes_the_same_commands(stack: Both, fake_teams: FakeTeams) -> No
     )
     assert "Searching" in teams_says(stack, fake_teams, post)[0]
 
+    scooter = "Where can I charge my electric scooter at the office?"
+    post = fake_teams.channel_post(scooter, T_ASKER, TEAMS_CHANNEL, TEAMS_CHANNEL)
+    assert "couldn't find" in ask_teams(stack, fake_teams, post)
+
     replies = teams_says(stack, fake_teams, fake_teams.personal_message("gaps 30", T_ADMIN))
     assert "Gathering" in replies[0]
     conversation = f"a:1{T_ADMIN.aad}"
@@ -278,3 +284,6 @@ def test_teams_takes_the_same_commands(stack: Both, fake_teams: FakeTeams) -> No
         "the Teams gaps report",
     )
     assert "parking permit" in report[-1]
+    # The channel by the name its team gives it, not by its id.
+    (line,) = [line for line in report[-1].split("\n") if "electric scooter" in line]
+    assert 'in Teams channel "General"' in line and TEAMS_CHANNEL not in line

@@ -2,7 +2,8 @@
 Bot Framework's OpenID metadata with a local signing key, plus Teams-shaped activities.
 
 The connector answers the routes the Bot Framework Emulator serves
-(`/v3/conversations/{id}/activities[/{activityId}]`, members, paged members) with conversation
+(`/v3/conversations/{id}/activities[/{activityId}]`, members, paged members, a team's channel
+list) with conversation
 ids containing `;` and `:`, records what the bot posted and edited, checks the bot's bearer
 token when an app id is configured, and replays scripted faults (429 with Retry-After, 5xx).
 """
@@ -35,6 +36,7 @@ _ACTIVITIES = re.compile(r"^/v3/conversations/(?P<conv>[^/]+)/activities(?:/(?P<
 _MEMBER = re.compile(r"^/v3/conversations/(?P<conv>[^/]+)/members/(?P<user>[^/]+)$")
 _CONVERSATIONS = re.compile(r"^/v3/conversations/?$")
 _PAGED = re.compile(r"^/v3/conversations/(?P<conv>[^/]+)/pagedmembers$", re.IGNORECASE)
+_TEAM_CHANNELS = re.compile(r"^/v3/teams/(?P<team>[^/]+)/conversations$")
 _TOKEN = re.compile(r"^/(?P<tenant>[^/]+)/oauth2/v2\.0/token$")
 
 
@@ -71,6 +73,8 @@ class Member:
 @dataclass
 class FakeTeams:
     rosters: dict[str, list[Member]] = field(default_factory=dict)  # conversation -> members
+    # team id -> its channels as (id, name); Teams leaves the first channel's name out (None)
+    channels: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
     app_id: str | None = None  # when set, connector calls must carry the token issued here
     app_password: str = "app-password"
     faults: list[TeamsFault] = field(default_factory=list)
@@ -299,6 +303,12 @@ class FakeTeams:
                 send_json(h, 200, member.json())
         elif method == "GET" and (match := _PAGED.match(path)):
             self._paged(h, match["conv"], query)
+        elif method == "GET" and (match := _TEAM_CHANNELS.match(path)):
+            if match["team"] not in self.channels:
+                send_json(h, 404, {"error": {"code": "NotFound", "message": "team not found"}})
+                return
+            listed = [{"id": c, "name": n} for c, n in self.channels[match["team"]]]
+            send_json(h, 200, {"conversations": listed})
         else:
             send_json(h, 404, {"error": {"code": "NotFound", "message": path}})
 

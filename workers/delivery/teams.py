@@ -10,6 +10,7 @@ are kept in Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,7 +41,7 @@ from workers.delivery.render import (
 )
 from workers.delivery.teams_question import TeamsQuestion
 from workers.delivery.teams_service import TeamsServiceError, make_adapter, with_retries
-from workers.kv import KeyValue
+from workers.kv import KeyValue, StoreUnavailable
 from workers.rag.answer import Answer
 from workers.rag.prompt import Turn
 from workers.readers import (
@@ -62,6 +63,9 @@ from workers.settings import Settings
 log = logging.getLogger(__name__)
 
 ROSTER_CACHE_SECONDS = 3600  # the asker's own roster entry, in a personal chat
+CHANNEL_NAMES_SECONDS = 86400  # a team's channel names (renames are rare)
+# Teams lists a team's first channel without a name: its clients call it General.
+FIRST_CHANNEL = "General"
 ANSWER_MESSAGE_SECONDS = 30 * 86400
 HISTORY_TURNS = 10
 # A channel thread is one topic for days; a personal chat is a stream of unrelated questions.
@@ -151,6 +155,34 @@ class TeamsDelivery:
         found = self.call(question, lookup)
         self.kv.put(key, json.dumps(found), ROSTER_CACHE_SECONDS)
         return found
+
+    def channel_name(self, question: TeamsQuestion) -> str | None:
+        """The channel's name as its team lists it (cached a day); None outside a channel or
+        when Teams will not list the team's channels."""
+        if question.conversation_type != "channel" or not question.team_id:
+            return None
+        key = f"teams:channels:{question.tenant_id}:{question.team_id}"
+        try:
+            cached = self.kv.get(key)
+        except StoreUnavailable:
+            cached = None
+        if cached:
+            return dict(json.loads(cached)).get(question.roster_id)
+
+        async def listing(connector: TeamsConnectorClient) -> dict[str, str]:
+            channels = await with_retries(
+                lambda: connector.fetch_channel_list(question.team_id), "channel list"
+            )
+            return {c.id: c.name or FIRST_CHANNEL for c in channels if c.id}
+
+        try:
+            names = self.call(question, listing)
+        except TeamsServiceError as exc:
+            log.info("channel names of team %s unknown: %s", question.team_id, exc)
+            return None
+        with contextlib.suppress(StoreUnavailable):  # if not kept, asked again next time
+            self.kv.put(key, json.dumps(names), CHANNEL_NAMES_SECONDS)
+        return names.get(question.roster_id)
 
     def members(self, question: TeamsQuestion) -> list[Member]:
         """Everyone who can read the conversation (a team's channels share the team's roster
@@ -427,7 +459,8 @@ class TeamsThread:
     def where(self) -> str:
         kind = self.question.conversation_type
         if kind == "channel":
-            return f"Teams channel {self.question.roster_id}"
+            name = self.delivery.channel_name(self.question)
+            return f'Teams channel "{name}"' if name else f"Teams channel {self.question.roster_id}"
         return "a Teams group chat" if kind == "groupChat" else "a Teams personal chat"
 
     @property
