@@ -23,7 +23,8 @@ from bot.slack import routes as slack_routes
 from bot.store import AsyncStore
 from bot.teams import routes as teams_routes
 from workers.ingest.state import RedisStateStore
-from workers.kv import KeyValue, RedisKeyValue, process_store
+from workers.kv import KeyValue, RedisKeyValue
+from workers.local_kv import process_store
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def make_kv(settings: Settings) -> KeyValue:
         return RedisKeyValue(
             redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
         )
-    return process_store()
+    return process_store(settings.ragbot_data_dir)
 
 
 def create_app(settings: Settings, kv: KeyValue | None = None) -> web.Application:

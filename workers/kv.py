@@ -1,7 +1,8 @@
 """Small shared state with expiry: idempotency claims, thread memory, feedback.
 
-Redis when `REDIS_URL` is set (shared by the front door and every worker); otherwise an
-in-process store, which is enough when one process does everything.
+Redis when `REDIS_URL` is set (shared by the front door and every worker); otherwise a SQLite
+file in the data directory (`workers/local_kv.py`), enough when one process does everything.
+`MemoryKeyValue` is for tests and for what is per process by nature.
 """
 
 from __future__ import annotations
@@ -264,12 +265,3 @@ class MemoryKeyValue:
             taken = tokens >= 1
             self._buckets[bucket] = (tokens - 1 if taken else tokens, now)
             return taken
-
-
-_PROCESS_STORE = MemoryKeyValue()
-
-
-def process_store() -> MemoryKeyValue:
-    """Without Redis, the one store of this process: the front door and the tasks it runs
-    in-process see the same claims, membership changes and counters."""
-    return _PROCESS_STORE

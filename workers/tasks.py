@@ -36,8 +36,9 @@ from workers.gap_log import (
 )
 from workers.ingest.sync import SyncFailed
 from workers.knowledge_gaps import gaps_report
-from workers.kv import KeyValue, RedisKeyValue, StoreUnavailable, process_store
+from workers.kv import KeyValue, RedisKeyValue, StoreUnavailable
 from workers.lease import Lease
+from workers.local_kv import process_store
 from workers.rag.audience import Audience
 from workers.rag.embed import EmbeddingError
 from workers.rag.index import IndexUnavailable
@@ -81,7 +82,9 @@ class WorkerContext:
 
     @cached_property
     def kv(self) -> KeyValue:
-        return RedisKeyValue(self.redis) if self.redis is not None else process_store()
+        if self.redis is not None:
+            return RedisKeyValue(self.redis)
+        return process_store(self.settings.ragbot_data_dir)
 
     @cached_property
     def answer_records(self) -> AnswerRecords:
