@@ -130,13 +130,12 @@ def build_lists(
     return Lists(dense, sparse, [c.document_id for c in data.chunks], asking.golds, evidence)
 
 
-def answered_share(data: EmbeddedSet, lists: Lists, questions: list[str], fuse: Fusion) -> float:
+def answered_share(data: EmbeddedSet, lists: Lists, fuse: Fusion) -> float:
     """Share of questions for which the shipped relevance check keeps at least one passage."""
     embedder = LocalE5Embedder.__new__(LocalE5Embedder)  # thresholds only; no model load
     when = datetime.now(UTC)
     answered = 0
-    pairs = zip(lists.dense, lists.sparse, questions, lists.evidence, strict=True)
-    for dense, sparse, question, evidence in pairs:
+    for dense, sparse, evidence in zip(lists.dense, lists.sparse, lists.evidence, strict=True):
         order = fuse(dense, sparse, evidence)[:MAX_SOURCES]
         hits = [
             Hit(
@@ -158,10 +157,10 @@ def answered_share(data: EmbeddedSet, lists: Lists, questions: list[str], fuse: 
             sparse_scores={},
         )
         kept = relevant_hits(
-            question, retrieval, embedder.close_similarity, embedder.floor_similarity
+            evidence.text, retrieval, embedder.close_similarity, embedder.floor_similarity
         )
         answered += bool(kept)
-    return answered / len(questions)
+    return answered / len(lists.evidence)
 
 
 def per_question(lists: Lists, ranked: list[list[int]]) -> np.ndarray:
@@ -463,10 +462,10 @@ def calibration(
     for label in labels:
         fuse = fusions[label]
         for name in names:
-            own = 1 - answered_share(sets[name], lists[name], sets[name].questions, fuse)
+            own = 1 - answered_share(sets[name], lists[name], fuse)
             other = names[(names.index(name) + 1) % len(names)]
             foreign = build_lists(sets[name], average, asking=sets[other])
-            wrong = answered_share(sets[name], foreign, sets[other].questions, fuse)
+            wrong = answered_share(sets[name], foreign, fuse)
             print(
                 f"[{label}] {name}: own questions abstained {own:.3f}; "
                 f"{other}'s questions answered {wrong:.3f}"

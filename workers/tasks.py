@@ -183,16 +183,17 @@ def answer(platform: str, payload: dict[str, Any]) -> None:
     _observe(ctx, amounts)  # one round trip for all of the answer's metrics
     if outcome.answer is not None:
         result = outcome.answer
+        where = thread.where  # a Teams channel's name may take a call to Teams
         record = {
             "sources": [s.url for s in result.sources],
             "abstained": result.abstained,
             "question": thread.text[:QUESTION_CHARS],  # a 👎 makes it a knowledge gap
-            "where": thread.where,
+            "where": where,
         }
         try:
             ctx.kv.put(f"answer:{thread.question_id}", json.dumps(record), ANSWER_MEMORY_SECONDS)
             if result.abstained:
-                record_gap(ctx.kv, thread.text, thread.where, UNANSWERED)
+                record_gap(ctx.kv, thread.text, where, UNANSWERED)
         except StoreUnavailable:
             log.warning("feedback for %s will lack its answer record", thread.question_id)
         if result.sources and outcome.view is not None and thread.revisable:

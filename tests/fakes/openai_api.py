@@ -85,6 +85,8 @@ class FakeOpenAI:
 
     def _take_fault(self, body: dict[str, Any]) -> Fault | None:
         with self._lock:
+            if not self.faults:
+                return None
             text = json.dumps(body, ensure_ascii=False)
             for position, fault in enumerate(self.faults):
                 if fault.asking is None or fault.asking in text:
